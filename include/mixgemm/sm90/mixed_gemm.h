@@ -1,0 +1,154 @@
+// Hopper (sm90a) mixed-input GEMM: narrow weights x 16-bit activations, CUTLASS 3.x
+// TMA warp-specialized mainloop with the weight as the register-sourced wgmma operand.
+//
+// Operand roles (A/B swapped so that tokens are the small side of the tile):
+//   GEMM A = W  [N, K]  packed 4-bit, reordered with WeightLayoutAtom (see below)
+//   GEMM B = x  [M, K]  activations, K contiguous
+//   GEMM D = y^T [N, M] column-major, i.e. y [M, N] row-major
+// dequant(W) = q * scale (+ zero), scale/zero [K / group, N] with N contiguous.
+#pragma once
+
+#include <string>
+#include <type_traits>
+
+#include "cute/tensor.hpp"
+#include "cutlass/cutlass.h"
+#include "cutlass/epilogue/collective/collective_builder.hpp"
+#include "cutlass/gemm/collective/collective_builder.hpp"
+#include "cutlass/gemm/device/gemm_universal_adapter.h"
+#include "cutlass/gemm/dispatch_policy.hpp"
+#include "cutlass/gemm/kernel/gemm_universal.hpp"
+#include "cutlass/util/packed_stride.hpp"
+
+#include "mixgemm/registry.h"
+#include "mixgemm/sm90/weight_layout.h"
+
+namespace mixgemm::sm90 {
+
+struct Cooperative {
+  using Kernel = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
+  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
+};
+struct Pingpong {
+  using Kernel = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
+  using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
+};
+
+template <class Weight, class Act, bool kZero, int kTileN, int kTileM, int kClusterN, class Schedule>
+struct MixedGemm {
+  static constexpr int kTileK = 128 * 8 / cutlass::sizeof_bits<Act>::value;
+  static constexpr int kAlignW = 128 / cutlass::sizeof_bits<Weight>::value;
+  static constexpr int kAlignX = 128 / cutlass::sizeof_bits<Act>::value;
+
+  using TileShape = cute::Shape<cute::Int<kTileN>, cute::Int<kTileM>, cute::Int<kTileK>>;
+  using ClusterShape = cute::Shape<cute::Int<kClusterN>, cute::_1, cute::_1>;
+  using StrideW = cutlass::detail::TagToStrideA_t<cutlass::layout::RowMajor>;
+  using LayoutW = decltype(cute::tile_to_shape(WeightLayoutAtom<Act>{},
+                                               cute::Layout<cute::Shape<int, int, int>, StrideW>{}));
+
+  using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, float, float,
+      void, cutlass::layout::ColumnMajor, kAlignX,  // no C operand: y = acc
+      Act, cutlass::layout::ColumnMajor, kAlignX, typename Schedule::Epilogue>::CollectiveOp;
+
+  using WeightOperand =
+      std::conditional_t<kZero, cute::tuple<Weight, Act, Act>, cute::tuple<Weight, Act>>;
+
+  using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, WeightOperand, LayoutW, kAlignW,
+      Act, cutlass::layout::ColumnMajor, kAlignX, float, TileShape, ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<
+          static_cast<int>(sizeof(typename CollectiveEpilogue::SharedStorage))>,
+      typename Schedule::Kernel>::CollectiveOp;
+
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>,
+                                                      CollectiveMainloop, CollectiveEpilogue>;
+  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+
+  static typename Gemm::Arguments arguments(const mixgemm_problem& p) {
+    const int m = static_cast<int>(p.m), n = static_cast<int>(p.n), k = static_cast<int>(p.k);
+    const int groups = static_cast<int>(p.k / p.group_size);
+    auto stride_x = cutlass::make_cute_packed_stride(typename Kernel::StrideB{}, cute::make_shape(m, k, 1));
+    auto stride_s = cutlass::make_cute_packed_stride(typename CollectiveMainloop::StrideScale{},
+                                                     cute::make_shape(n, groups, 1));
+    auto stride_y = cutlass::make_cute_packed_stride(typename Kernel::StrideD{}, cute::make_shape(n, m, 1));
+    using MainloopArgs = typename CollectiveMainloop::Arguments;
+    MainloopArgs mainloop;
+    if constexpr (kZero) {
+      mainloop = MainloopArgs{static_cast<Weight const*>(p.w), weight_layout<Act>(n, k),
+                              static_cast<Act const*>(p.x), stride_x,
+                              static_cast<Act const*>(p.scales), stride_s, static_cast<int>(p.group_size),
+                              static_cast<Act const*>(p.zeros)};
+    } else {
+      mainloop = MainloopArgs{static_cast<Weight const*>(p.w), weight_layout<Act>(n, k),
+                              static_cast<Act const*>(p.x), stride_x,
+                              static_cast<Act const*>(p.scales), stride_s, static_cast<int>(p.group_size)};
+    }
+    typename Gemm::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm,
+                                  {n, m, k, 1},
+                                  mainloop,
+                                  {{1.0f, 0.0f}, nullptr, stride_y, static_cast<Act*>(p.y), stride_y}};
+    args.hw_info.sm_count = sm_count();
+    return args;
+  }
+
+  static int sm_count() {
+    int device = 0;
+    cudaGetDevice(&device);
+    // NOTE(cache): one entry per device ordinal; querying on every call costs microseconds.
+    static int counts[64] = {};
+    if (device < 0 || device >= 64) return 0;
+    if (counts[device] == 0) counts[device] = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(device);
+    return counts[device];
+  }
+
+  static int check(const mixgemm_problem& p, std::string& err) {
+    if (int s = detail::check_device_arch(90, err)) return s;
+    if (p.m < 1 || p.n < 1 || p.k < 1) return (err = "m, n and k must be positive", MIXGEMM_INVALID_ARGUMENT);
+    if (p.n % 16 != 0) return (err = "n must be a multiple of 16 (weight layout atom)", MIXGEMM_INVALID_ARGUMENT);
+    if (p.k % kTileK != 0) return (err = "k must be a multiple of " + std::to_string(kTileK), MIXGEMM_INVALID_ARGUMENT);
+    if (p.m > INT32_MAX || p.n > INT32_MAX || p.k > INT32_MAX) return (err = "m, n, k must fit in int32", MIXGEMM_INVALID_ARGUMENT);
+    if (p.group_size <= 0 || p.k % p.group_size != 0 || (p.group_size != p.k && p.group_size % kTileK != 0))
+      return (err = "group_size must divide k and be k or a multiple of " + std::to_string(kTileK), MIXGEMM_INVALID_ARGUMENT);
+    if (p.scales == nullptr) return (err = "scales must not be NULL", MIXGEMM_INVALID_ARGUMENT);
+    if (kZero != (p.zeros != nullptr))
+      return (err = kZero ? "this kernel needs zeros" : "this kernel takes no zeros", MIXGEMM_INVALID_ARGUMENT);
+    for (auto [ptr, what] : {std::pair{p.x, "x"}, {p.w, "w"}, {p.scales, "scales"}, {static_cast<const void*>(p.y), "y"}})
+      if (int s = detail::check_aligned(ptr, what, err)) return s;
+    if (kZero) if (int s = detail::check_aligned(p.zeros, "zeros", err)) return s;
+    if (Gemm::can_implement(arguments(p)) != cutlass::Status::kSuccess)
+      return (err = "CUTLASS can_implement rejected the problem", MIXGEMM_INVALID_ARGUMENT);
+    if (p.workspace_bytes < workspace_bytes(p)) return (err = "workspace too small", MIXGEMM_INVALID_ARGUMENT);
+    return MIXGEMM_OK;
+  }
+
+  static size_t workspace_bytes(const mixgemm_problem& p) { return Gemm::get_workspace_size(arguments(p)); }
+
+  static int run(const mixgemm_problem& p, cudaStream_t stream, std::string& err) {
+    if (int s = check(p, err)) return s;
+    Gemm gemm;
+    auto args = arguments(p);
+    cutlass::Status status = gemm.initialize(args, p.workspace, stream);
+    if (status != cutlass::Status::kSuccess)
+      return (err = std::string("CUTLASS initialize failed: ") + cutlassGetStatusString(status), MIXGEMM_LAUNCH_FAILED);
+    status = gemm.run(stream);
+    cudaError_t cuda = cudaGetLastError();
+    if (status != cutlass::Status::kSuccess || cuda != cudaSuccess)
+      return (err = std::string("launch failed: ") + cutlassGetStatusString(status) + " / " + cudaGetErrorString(cuda),
+              MIXGEMM_LAUNCH_FAILED);
+    return MIXGEMM_OK;
+  }
+};
+
+}  // namespace mixgemm::sm90
+
+// One generated kernel: a MixedGemm configuration registered under its spec name.
+#define MIXGEMM_SM90_MIXED_KERNEL(NAME, WEIGHT, ACT, ZERO, TILE_N, TILE_M, TILE_K, CLUSTER_N, SCHEDULE) \
+  namespace {                                                                                    \
+  using NAME##_config = ::mixgemm::sm90::MixedGemm<WEIGHT, ACT, ZERO, TILE_N, TILE_M, CLUSTER_N, \
+                                                   ::mixgemm::sm90::SCHEDULE>;                   \
+  static_assert(NAME##_config::kTileK == TILE_K, "spec tile k disagrees with the header");       \
+  const ::mixgemm::detail::Registrar NAME##_registrar{::mixgemm::detail::KernelEntry{            \
+      #NAME, 90, &NAME##_config::check, &NAME##_config::workspace_bytes, &NAME##_config::run}};  \
+  }
