@@ -31,6 +31,9 @@ AXES = {
 DEFAULT_TILES = (((128, 16), (2, 1)), ((128, 64), (1, 1)), ((256, 128), (1, 1)), ((128, 256), (1, 1)))
 
 
+SMOKE_KERNELS = ("mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop",)
+
+
 def tile_k(act: DType) -> int:
     """K extent of one mainloop stage: 128 bytes of activations."""
     return 128 * 8 // act.bits
@@ -110,12 +113,15 @@ def default_kernels() -> list[KernelSpec]:
 
 def select(filter_expr: Optional[str], archs: Optional[Iterable[int]] = None) -> list[KernelSpec]:
     """Kernels matching a filter: None/'' or 'default' -> the default set, 'all' -> the catalogue,
+    'smoke' -> one kernel per arch (what CI compiles),
     else a comma-separated list of tokens; a kernel matches when its name contains every
     '+'-joined part of some token (e.g. 'bf16xs4+t128x16' or a full name)."""
     if not filter_expr or filter_expr == "default":
         specs = default_kernels()
     elif filter_expr == "all":
         specs = catalog()
+    elif filter_expr == "smoke":
+        specs = [s for s in default_kernels() if s.name() in SMOKE_KERNELS]
     else:
         tokens = [t.strip() for t in filter_expr.split(",") if t.strip()]
         pool = catalog()

@@ -123,10 +123,15 @@ class KernelSpec:
     @property
     def weight_layout(self) -> str:
         """Tag of the packed-weight layout this kernel reads (see python/mixgemm/quant.py)."""
-        return f"sm{self.arch}_w{self.weight.bits}_mma{self.act.bits}_shuffled"
+        return weight_layout_tag(self.arch, self.weight, self.act)
 
     def __str__(self) -> str:
         return self.name()
+
+
+def weight_layout_tag(arch: int, weight: DType, act: DType) -> str:
+    """The one definition of packed-weight layout tags, shared by kernels and packing."""
+    return f"sm{arch}_w{weight.bits}_mma{act.bits}_shuffled"
 
 
 EXAMPLE_NAME = "mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop"

@@ -1,0 +1,48 @@
+"""The ``mixgemm`` command: build-time verbs from the generator plus runtime ones.
+
+    mixgemm generate [--arch 90a] [--kernels FILTER] [--out DIR]
+    mixgemm list [--all] [--kernels FILTER]        (marks what this installation has built)
+    mixgemm bench [--shapes ...] [--m ...] [--markdown FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from . import _lib
+from .generator import cli as gen_cli
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    built = {name for name, _ in _lib.built_kernels()}
+    if not _lib.available():
+        print("note: the kernel library is not built in this installation", file=sys.stderr)
+    return gen_cli.cmd_list(args, built=built)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench  # noqa: PLC0415  (imports triton lazily)
+    return bench.main(args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="mixgemm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen_cli.add_build_time_commands(sub)
+    sub.choices["list"].set_defaults(func=cmd_list)
+    b = sub.add_parser("bench", help="time mixgemm against cuBLAS and peers, as % of the roofline")
+    from .bench import add_arguments  # noqa: PLC0415
+    add_arguments(b)
+    b.set_defaults(func=cmd_bench)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Kernel selection: (dtype key) -> built candidates -> (M, N, K) -> one kernel, and why.
+
+Order: an explicit ``kernel=`` name; else a measured profile (profiles/<gpu>.json, added by
+``mixgemm tune``); else an analytical roofline estimate over the candidates' tiles. Choices are
+cached per (key, M bucket, N, K, group size, device).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Optional
+
+import torch
+
+from . import _lib
+from .generator.catalog import tile_k
+from .generator.spec import DType, KernelSpec, ScaleMode
+from .quant import ACT_DTYPES
+
+# Ceilings of the lent H100 (shared/TARGETS.md); the fallback only ranks kernels, so these need to
+# be right in proportion, not exactly.
+COPY_BYTES_PER_S = 3.0e12
+BF16_FLOPS_PER_S = 770e12
+MIXED_INPUT_EFFICIENCY = 0.7   # conversion in the mainloop costs issue slots next to wgmma
+SM_BANDWIDTH_SHARE = 3.0       # one SM can pull ~3x its even share when others idle
+
+
+@dataclasses.dataclass(frozen=True)
+class DispatchKey:
+    arch: int
+    act: DType
+    weight: DType
+    scale: ScaleMode
+    zero: bool
+    out: DType
+
+    def serves(self, spec: KernelSpec) -> bool:
+        return (spec.arch, spec.act, spec.weight, spec.scale, spec.zero, spec.out) == dataclasses.astuple(self)
+
+    def __str__(self) -> str:
+        return (f"sm{self.arch} {self.act.short} x {self.weight.short} scale={self.scale.name.lower()} "
+                f"zero={self.zero} out={self.out.short}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    spec: KernelSpec
+    index: int
+    source: str  # 'forced', 'profile' or 'fallback'
+    estimate_us: Optional[float] = None
+
+
+@dataclasses.dataclass
+class Explanation:
+    key: DispatchKey
+    problem: tuple[int, int, int, int]  # M, N, K, group size
+    candidates: list[tuple[str, Optional[float]]]
+    rejected: list[tuple[str, str]]
+    choice: Optional[Choice]
+
+    def __str__(self) -> str:
+        m, n, k, g = self.problem
+        lines = [f"key: {self.key}", f"problem: M={m} N={n} K={k} group_size={g}"]
+        lines.append(f"candidates ({len(self.candidates)}):")
+        lines += [f"  {name}" + (f"  est {us:.1f} us" if us is not None else "") for name, us in self.candidates]
+        if self.rejected:
+            lines.append(f"rejected ({len(self.rejected)}):")
+            lines += [f"  {name}: {why}" for name, why in self.rejected]
+        lines.append(f"pick: {self.choice.spec.name()} ({self.choice.source})" if self.choice else "pick: none")
+        return "\n".join(lines)
+
+
+def key_for(pw, out_dtype: torch.dtype) -> DispatchKey:
+    return DispatchKey(arch=pw.arch, act=ACT_DTYPES[pw.act_dtype], weight=DType.from_short(pw.weight_dtype),
+                       scale=ScaleMode.GROUP, zero=pw.zero_point, out=ACT_DTYPES[out_dtype])
+
+
+@functools.cache
+def built_specs() -> tuple[tuple[KernelSpec, int], ...]:
+    return tuple((KernelSpec.parse(name), i) for i, (name, _arch) in enumerate(_lib.built_kernels()))
+
+
+def shape_rejection(spec: KernelSpec, n: int, k: int, group_size: int) -> Optional[str]:
+    """Why `spec` cannot serve the shape (mirrors the C++ check, which runs again before launch)."""
+    tk = tile_k(spec.act)
+    if n % 16:
+        return f"N={n} is not a multiple of 16"
+    if k % tk:
+        return f"K={k} is not a multiple of the tile k {tk}"
+    if group_size != k and group_size % tk:
+        return f"group_size={group_size} is neither K nor a multiple of the tile k {tk}"
+    return None
+
+
+def m_bucket(m: int) -> int:
+    return 1 << max(0, (m - 1).bit_length())
+
+
+@functools.cache
+def sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count if torch.cuda.is_available() else 132
+
+
+def estimate_us(spec: KernelSpec, m: int, n: int, k: int, group_size: int, sms: int) -> float:
+    """Roofline estimate for a persistent kernel: waves of tiles, each limited by its SM's share of
+    bandwidth or by its tensor-core time (a small token tile still pays for its whole width)."""
+    tn, tm, _ = spec.tile
+    tiles_n, tiles_m = math.ceil(n / tn), math.ceil(m / tm)
+    tiles = tiles_n * tiles_m
+    active = min(tiles, sms)
+    waves = math.ceil(tiles / sms)
+    act_bytes = spec.act.bits // 8
+    tile_bytes = (tn * k * spec.weight.bits / 8 + tm * k * act_bytes
+                  + (k // group_size) * tn * act_bytes * (2 if spec.zero else 1))
+    sm_bw = min(COPY_BYTES_PER_S / active, SM_BANDWIDTH_SHARE * COPY_BYTES_PER_S / sms)
+    sm_flops = BF16_FLOPS_PER_S * MIXED_INPUT_EFFICIENCY / sms
+    tile_s = max(tile_bytes / sm_bw, 2.0 * tn * tm * k / sm_flops)
+    return waves * tile_s * 1e6 + 3.0  # + launch and prologue
+
+
+_cache: dict = {}
+
+
+def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0,
+           kernel: Optional[str] = None) -> Choice:
+    """The kernel for this problem, or ValueError listing every candidate and why it was rejected."""
+    if kernel:
+        return _forced(key, n, k, group_size, kernel)
+    cache_key = (key, m_bucket(m), n, k, group_size, device_index)
+    hit = _cache.get(cache_key)
+    if hit is not None:
+        return hit
+    exp = explain_problem(key, m, n, k, group_size, device_index)
+    if exp.choice is None:
+        raise ValueError(no_kernel_message(exp))
+    _cache[cache_key] = exp.choice
+    return exp.choice
+
+
+def _forced(key: DispatchKey, n: int, k: int, group_size: int, kernel: str) -> Choice:
+    for spec, index in built_specs():
+        if spec.name() == kernel:
+            if not key.serves(spec):
+                raise ValueError(f"kernel={kernel!r} does not serve this call ({key})")
+            why = shape_rejection(spec, n, k, group_size)
+            if why:
+                raise ValueError(f"kernel={kernel!r} cannot run this shape: {why}")
+            return Choice(spec, index, "forced")
+    try:
+        KernelSpec.parse(kernel)
+    except ValueError as e:
+        raise ValueError(f"kernel={kernel!r}: {e}") from None
+    raise ValueError(f"kernel={kernel!r} is not built in this installation; built: "
+                     f"{[s.name() for s, _ in built_specs()] or 'none'} (rebuild with MIXGEMM_KERNELS=...)")
+
+
+def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0) -> Explanation:
+    sms = sm_count(device_index)
+    candidates, rejected = [], []
+    for spec, index in built_specs():
+        if not key.serves(spec):
+            rejected.append((spec.name(), "serves another dtype key"))
+            continue
+        why = shape_rejection(spec, n, k, group_size)
+        if why:
+            rejected.append((spec.name(), why))
+            continue
+        candidates.append((spec, index, estimate_us(spec, m, n, k, group_size, sms)))
+    choice = None
+    if candidates:
+        spec, index, us = min(candidates, key=lambda c: (c[2], c[0].name()))
+        choice = Choice(spec, index, "fallback", us)
+    return Explanation(key, (m, n, k, group_size), [(s.name(), us) for s, _, us in candidates], rejected, choice)
+
+
+def no_kernel_message(exp: Explanation) -> str:
+    m, n, k, g = exp.problem
+    head = f"no built mixgemm kernel serves {exp.key} at M={m} N={n} K={k} group_size={g}"
+    if not exp.rejected:
+        return head + "; no kernels are built for it (rebuild with MIXGEMM_KERNELS=... or see `mixgemm list`)"
+    return head + "; rejected: " + "; ".join(f"{name}: {why}" for name, why in exp.rejected)

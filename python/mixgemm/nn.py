@@ -1,0 +1,30 @@
+"""QuantLinear: a drop-in nn.Linear replacement backed by mixgemm.gemm."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .ops import gemm
+from .packed import PackedWeight, quantize
+
+
+class QuantLinear(torch.nn.Module):
+    def __init__(self, weight: PackedWeight, bias: Optional[torch.Tensor] = None):
+        super().__init__()
+        self.weight = weight
+        self.register_buffer("bias", bias)
+        self.out_features, self.in_features = weight.shape
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear, **quantize_kwargs) -> "QuantLinear":
+        """Quantize a Linear's weight (see mixgemm.quantize for the keyword arguments)."""
+        pw = quantize(linear.weight.detach(), **quantize_kwargs)
+        bias = linear.bias.detach().to(pw.act_dtype) if linear.bias is not None else None
+        return cls(pw, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gemm(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -1,0 +1,119 @@
+"""The torch.library op ``mixgemm::gemm`` and the Python API around it.
+
+``gemm`` validates every argument before anything reaches the GPU, then calls the op; the op
+picks the kernel (unless forced) with the real M and launches on the current CUDA stream.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import _lib, dispatch
+from .packed import PackedWeight
+from .quant import ACT_DTYPES
+
+_workspace_bytes: dict[tuple, int] = {}
+
+
+def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+           out: torch.Tensor, group_size: int) -> None:
+    """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous)."""
+    m, k = x.shape
+    n = out.shape[1]
+    lib = _lib.load()
+    wkey = (index, m, n, k, group_size)
+    ws_bytes = _workspace_bytes.get(wkey)
+    if ws_bytes is None:
+        ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, m, n, k, group_size)
+    workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device) if ws_bytes else None
+    with torch.cuda.device(x.device):
+        lib.run(index, x.data_ptr(), data.data_ptr(), scales.data_ptr(),
+                zeros.data_ptr() if zeros is not None else 0, out.data_ptr(), m, n, k, group_size,
+                workspace.data_ptr() if workspace is not None else 0, ws_bytes,
+                torch.cuda.current_stream(x.device).cuda_stream)
+
+
+@torch.library.custom_op("mixgemm::gemm", mutates_args=())
+def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+            n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str) -> torch.Tensor:
+    """y[M, N] = x[M, K] @ dequant(W)^T for a 2-D, contiguous, validated x (see gemm())."""
+    m = x.shape[0]
+    key = dispatch.DispatchKey(arch, ACT_DTYPES[x.dtype], dispatch.DType.from_short(weight_dtype),
+                               dispatch.ScaleMode.GROUP, zeros is not None, ACT_DTYPES[x.dtype])
+    choice = dispatch.choose(key, m, n, k, group_size, x.device.index or 0, kernel or None)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    launch(choice.index, x, data, scales, zeros, out, group_size)
+    return out
+
+
+@gemm_op.register_fake
+def _(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel):
+    return x.new_empty((x.shape[0], n))
+
+
+def _check_args(x, pw, bias, out_dtype) -> torch.dtype:
+    if not isinstance(pw, PackedWeight):
+        raise TypeError(f"pw must be a mixgemm.PackedWeight (from mixgemm.quantize), got {type(pw).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor [..., K], got {type(x).__name__}")
+    n, k = pw.shape
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"x.shape={tuple(x.shape)} does not match the weight: the last dim must be K={k}")
+    if x.dtype != pw.act_dtype:
+        raise TypeError(f"x.dtype={x.dtype} but pw was quantized for {pw.act_dtype} activations; cast x, or "
+                        f"quantize with act_dtype={x.dtype}")
+    if not x.is_cuda:
+        raise ValueError(f"x is on {x.device}; mixgemm kernels run on CUDA devices: move x and pw with .cuda()")
+    if pw.device != x.device:
+        raise ValueError(f"x is on {x.device} but pw is on {pw.device}: move pw with pw.to(x.device)")
+    out_dtype = x.dtype if out_dtype is None else out_dtype
+    if out_dtype != x.dtype:
+        raise ValueError(f"out_dtype={out_dtype}: the built kernels write the activation dtype ({x.dtype}); "
+                         "pass out_dtype=None and cast the result")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or bias.shape != (n,):
+            raise ValueError(f"bias must be a tensor of shape ({n},), got "
+                             f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
+        if bias.device != x.device or bias.dtype != out_dtype:
+            raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {out_dtype} on {x.device}")
+    major, minor = torch.cuda.get_device_capability(x.device)
+    if 10 * major + minor != pw.arch:
+        raise ValueError(f"pw is packed for sm{pw.arch} but {x.device} is sm{major}{minor}: quantize again with "
+                         f"arch={10 * major + minor} (or arch=None to take the device's)")
+    return out_dtype
+
+
+def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
+         out_dtype: Optional[torch.dtype] = None, kernel: Optional[str] = None) -> torch.Tensor:
+    """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N].
+
+    kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
+    """
+    _check_args(x, pw, bias, out_dtype)
+    n, k = pw.shape
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    if x2.shape[0] == 0:
+        y = x.new_empty((0, n))
+    else:
+        # NOTE(views): TMA needs a dense row-major x with a 16-byte aligned base; other views are copied.
+        if not x2.is_contiguous() or x2.data_ptr() % 16:
+            x2 = x2.contiguous() if not x2.is_contiguous() else x2.clone()
+        y = gemm_op(x2, pw.data, pw.scales, pw.zeros, n, k, pw.group_size, pw.arch, pw.weight_dtype, kernel or "")
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*lead, n)
+
+
+def kernels() -> list[str]:
+    """Names of the kernels compiled into this installation."""
+    return [name for name, _ in _lib.built_kernels()]
+
+
+def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] = None) -> dispatch.Explanation:
+    """Which kernel gemm(x, pw) would take, the candidates, the rejected ones and why (print it)."""
+    out_dtype = _check_args(x, pw, None, out_dtype)
+    n, k = pw.shape
+    m = x.numel() // k if k else 0
+    return dispatch.explain_problem(dispatch.key_for(pw, out_dtype), m, n, k, pw.group_size, x.device.index or 0)

@@ -1,0 +1,141 @@
+"""Every built kernel, forced by name, against an fp32 dequantize-then-matmul reference.
+
+Fresh random data per case; the output is poisoned (NaN) before each launch and must be fully
+written. Shapes: the Llama-3 layers of shared/TARGETS.md; M over tile boundaries.
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import mixgemm
+from mixgemm import _lib
+from mixgemm.generator import KernelSpec
+from mixgemm.ops import launch
+
+pytestmark = pytest.mark.gpu
+
+SHAPES = {"l3-8b.qkv": (6144, 4096), "l3-8b.gate_up": (28672, 4096), "l3-8b.down": (4096, 14336),
+          "l3-70b.qkv": (10240, 8192), "l3-70b.gate_up": (57344, 8192), "l3-70b.down": (8192, 28672)}
+MS = (1, 13, 64, 257, 4096)
+TOL = 1e-2  # relative Frobenius error; fp32 accumulation of 16-bit products lands near 1e-3
+TORCH = {"bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def built() -> list[str]:
+    return [name for name, _ in _lib.built_kernels()] if _lib.available() else []
+
+
+@functools.lru_cache(maxsize=2)
+def packed(n: int, k: int, weight: str, act: str, group_size: int, seed: int = 0) -> mixgemm.PackedWeight:
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    w = torch.randn(n, k, device="cuda", generator=g, dtype=torch.float32) * 0.02
+    return mixgemm.quantize(w, weight, group_size, act_dtype=TORCH[act])
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((y.float() - ref).norm() / ref.norm()).item()
+
+
+def check_kernel(name: str, n: int, k: int, m: int, group_size: int) -> None:
+    spec = KernelSpec.parse(name)
+    pw = packed(n, k, spec.weight.short, spec.act.short, group_size)
+    x = torch.randn(m, k, device="cuda", dtype=TORCH[spec.act.short])
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=x.dtype)
+    launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
+    torch.cuda.synchronize()
+    assert not out.isnan().any(), f"{name}: {int(out.isnan().sum())} outputs not written at M={m} N={n} K={k}"
+    ref = x.float() @ mixgemm.dequantize(pw).float().t()
+    err = rel_err(out, ref)
+    assert err < TOL, f"{name}: relative error {err:.2e} at M={m} N={n} K={k} group={group_size}"
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("name", built())
+def test_every_kernel_on_llama_shapes(name, shape):
+    n, k = SHAPES[shape]
+    for m in MS:
+        check_kernel(name, n, k, m, 128)
+
+
+@pytest.mark.parametrize("group_size", [64, -1])
+@pytest.mark.parametrize("name", built())
+def test_every_kernel_other_group_sizes(name, group_size):
+    n, k = SHAPES["l3-8b.qkv"]
+    for m in (1, 257):
+        check_kernel(name, n, k, m, k if group_size == -1 else group_size)
+
+
+@pytest.mark.parametrize("act", ["bf16", "f16"])
+@pytest.mark.parametrize("weight", ["s4", "u4"])
+def test_dispatched_gemm_api(weight, act):
+    n, k = 6144, 4096
+    pw = packed(n, k, weight, act, 128, seed=1)
+    bias = torch.randn(n, device="cuda", dtype=TORCH[act])
+    for m in MS:
+        x = torch.randn(m, k, device="cuda", dtype=TORCH[act])
+        y = mixgemm.gemm(x, pw, bias=bias)
+        ref = x.float() @ mixgemm.dequantize(pw).float().t() + bias.float()
+        assert y.shape == (m, n) and y.dtype == x.dtype
+        assert rel_err(y, ref) < TOL
+        assert mixgemm.explain(x, pw).choice is not None
+
+
+def test_batched_input_and_views():
+    pw = packed(6144, 4096, "s4", "bf16", 128, seed=2)
+    x = torch.randn(3, 5, 4096, device="cuda", dtype=torch.bfloat16)
+    y = mixgemm.gemm(x, pw)
+    ref = (x.reshape(-1, 4096).float() @ mixgemm.dequantize(pw).float().t()).reshape(3, 5, 6144)
+    assert y.shape == (3, 5, 6144) and rel_err(y, ref) < TOL
+    big = torch.randn(9, 4096 + 8, device="cuda", dtype=torch.bfloat16)
+    view = big[:, 8:]  # non-contiguous rows: copied before the launch
+    assert rel_err(mixgemm.gemm(view, pw), view.float() @ mixgemm.dequantize(pw).float().t()) < TOL
+    flat = torch.randn(4096 * 4 + 1, device="cuda", dtype=torch.bfloat16)
+    offset = flat[1:].view(4, 4096)  # contiguous but 2-byte aligned: copied before the launch
+    assert rel_err(mixgemm.gemm(offset, pw), offset.float() @ mixgemm.dequantize(pw).float().t()) < TOL
+
+
+def test_empty_input_returns_empty():
+    pw = packed(6144, 4096, "s4", "bf16", 128, seed=2)
+    y = mixgemm.gemm(torch.empty(0, 4096, device="cuda", dtype=torch.bfloat16), pw)
+    assert y.shape == (0, 6144)
+
+
+def test_errors_before_launch_on_gpu():
+    pw = packed(6144, 4096, "s4", "bf16", 128, seed=2)
+    x = torch.randn(2, 4096, device="cuda", dtype=torch.bfloat16)
+    other = mixgemm.PackedWeight.from_state_dict(pw.state_dict())
+    other.arch = 80
+    with pytest.raises(ValueError, match="packed for sm80"):
+        mixgemm.gemm(x, other)
+    with pytest.raises(ValueError, match="out_dtype"):
+        mixgemm.gemm(x, pw, out_dtype=torch.float32)
+    with pytest.raises(ValueError, match="bias"):
+        mixgemm.gemm(x, pw, bias=torch.randn(10, device="cuda", dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="not built"):
+        mixgemm.gemm(x, pw, kernel="mixgemm_sm90_bf16xs4_g_bf16_t64x16x64_c1x1_pp")
+    wrong = [n for n in mixgemm.kernels() if "xu4" in n]
+    if wrong:
+        with pytest.raises(ValueError, match="does not serve"):
+            mixgemm.gemm(x, pw, kernel=wrong[0])
+    # the C++ entry refuses what Python would have caught too (defence in depth)
+    lib = _lib.load()
+    idx = mixgemm.kernels().index(next(n for n in mixgemm.kernels() if "bf16xs4" in n))
+    status, msg = lib.check(idx, x.data_ptr() + 2, pw.data.data_ptr(), pw.scales.data_ptr(), 0,
+                            x.data_ptr(), 2, 6144, 4096, 128, 0, 0)
+    assert status != 0 and "aligned" in msg
+    status, msg = lib.check(idx, x.data_ptr(), pw.data.data_ptr(), pw.scales.data_ptr(), 0,
+                            x.data_ptr(), 2, 6144, 4096, 100, 0, 0)
+    assert status != 0 and "group_size" in msg
+
+
+def test_runs_on_the_current_stream():
+    pw = packed(6144, 4096, "s4", "bf16", 128, seed=2)
+    x = torch.randn(64, 4096, device="cuda", dtype=torch.bfloat16)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        y = mixgemm.gemm(x, pw)
+    s.synchronize()
+    assert rel_err(y, x.float() @ mixgemm.dequantize(pw).float().t()) < TOL

@@ -1,0 +1,71 @@
+"""Bad calls that need no GPU raise ValueError/TypeError naming the argument before any launch."""
+import pytest
+import torch
+
+import mixgemm
+
+
+@pytest.fixture(scope="module")
+def pw():
+    return mixgemm.quantize(torch.randn(64, 256, dtype=torch.bfloat16), "s4", 128)
+
+
+def test_cpu_tensors_are_refused(pw):
+    with pytest.raises(ValueError, match="x is on cpu"):
+        mixgemm.gemm(torch.randn(4, 256, dtype=torch.bfloat16), pw)
+
+
+def test_wrong_activation_dtype(pw):
+    with pytest.raises(TypeError, match=r"x.dtype=torch.float16.*act_dtype"):
+        mixgemm.gemm(torch.randn(4, 256, dtype=torch.float16), pw)
+
+
+def test_shape_mismatch(pw):
+    with pytest.raises(ValueError, match=r"K=256"):
+        mixgemm.gemm(torch.randn(4, 128, dtype=torch.bfloat16), pw)
+
+
+def test_not_a_packed_weight():
+    with pytest.raises(TypeError, match="pw must be a mixgemm.PackedWeight"):
+        mixgemm.gemm(torch.randn(4, 256), torch.randn(64, 256))
+
+
+def test_not_a_tensor(pw):
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        mixgemm.gemm([[1.0] * 256], pw)
+
+
+def test_forced_kernel_names_are_checked():
+    from mixgemm import dispatch
+    key = dispatch.DispatchKey(90, dispatch.DType.BF16, dispatch.DType.S4, dispatch.ScaleMode.GROUP, False,
+                               dispatch.DType.BF16)
+    with pytest.raises(ValueError, match="kernel='nonsense'"):
+        dispatch.choose(key, 1, 64, 256, 128, kernel="nonsense")
+
+
+def test_no_kernel_message_lists_rejections():
+    from mixgemm import dispatch
+    exp = dispatch.Explanation(dispatch.DispatchKey(90, dispatch.DType.BF16, dispatch.DType.S4,
+                                                    dispatch.ScaleMode.GROUP, False, dispatch.DType.BF16),
+                               (1, 40, 256, 128), [], [("k1", "N=40 is not a multiple of 16")], None)
+    msg = dispatch.no_kernel_message(exp)
+    assert "k1: N=40 is not a multiple of 16" in msg and "M=1 N=40" in msg
+
+
+def test_shape_rejection_reasons():
+    from mixgemm import dispatch
+    from mixgemm.generator import default_kernels
+    s = default_kernels()[0]
+    assert dispatch.shape_rejection(s, 4096, 4096, 128) is None
+    assert "multiple of 16" in dispatch.shape_rejection(s, 4104, 4096, 128)
+    assert "tile k" in dispatch.shape_rejection(s, 4096, 4000, 4000 // 2)
+    assert dispatch.shape_rejection(s, 4096, 4096, 4096) is None  # per-channel
+
+
+def test_fallback_prefers_small_token_tiles_for_decode_and_big_ones_for_prefill():
+    from mixgemm import dispatch
+    from mixgemm.generator import default_kernels
+    bf16s4 = [s for s in default_kernels() if s.act.short == "bf16" and s.weight.short == "s4"]
+    est = lambda m: min(bf16s4, key=lambda s: dispatch.estimate_us(s, m, 28672, 4096, 128, 132)).tile  # noqa: E731
+    assert est(1)[1] <= 64
+    assert est(4096)[1] >= 128

@@ -1,0 +1,44 @@
+"""The Python packing must match the C++ layout the kernels read: compile a host program against
+include/mixgemm/sm90/weight_layout.h (cute only, no GPU) and compare offsets."""
+import importlib.util
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from mixgemm.quant import sm90_permute
+
+
+def cutlass_dir():
+    if os.environ.get("CUTLASS_DIR"):
+        return os.environ["CUTLASS_DIR"]
+    spec = importlib.util.find_spec("cutlass_library")
+    return os.path.join(os.path.dirname(spec.origin), "source") if spec else None
+
+
+PROGRAM = r"""
+#include <cstdio>
+#include "mixgemm/sm90/weight_layout.h"
+int main(int argc, char** argv) {
+  int n = atoi(argv[1]), k = atoi(argv[2]);
+  auto l = mixgemm::sm90::weight_layout<cutlass::bfloat16_t>(n, k);
+  for (int i = 0; i < n; ++i) for (int j = 0; j < k; ++j) printf("%d\n", int(l(i, j, 0)));
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None or cutlass_dir() is None, reason="needs nvcc and CUTLASS headers")
+def test_python_layout_matches_the_header(repo, tmp_path):
+    src = tmp_path / "atom.cu"
+    src.write_text(PROGRAM)
+    exe = tmp_path / "atom"
+    subprocess.run(["nvcc", "-std=c++17", "--expt-relaxed-constexpr", f"-I{repo / 'include'}",
+                    f"-I{cutlass_dir()}/include", str(src), "-o", str(exe)], check=True)
+    for n, k in [(16, 16), (48, 128), (128, 64)]:
+        out = subprocess.run([str(exe), str(n), str(k)], check=True, capture_output=True, text=True).stdout
+        cpp = torch.tensor([int(v) for v in out.split()]).reshape(n, k)
+        py = torch.empty(n * k, dtype=torch.long)
+        py[sm90_permute(torch.arange(n * k).reshape(n, k))] = torch.arange(n * k)
+        assert torch.equal(py.reshape(n, k), cpp), (n, k)
