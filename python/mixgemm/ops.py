@@ -92,15 +92,20 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
     """
     _check_args(x, pw, bias, out_dtype)
     n, k = pw.shape
+    pn, pk = pw.padded_shape
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     if x2.shape[0] == 0:
         y = x.new_empty((0, n))
     else:
+        if pk != k:
+            x2 = torch.nn.functional.pad(x2, (0, pk - k))
         # NOTE(views): TMA needs a dense row-major x with a 16-byte aligned base; other views are copied.
-        if not x2.is_contiguous() or x2.data_ptr() % 16:
+        elif not x2.is_contiguous() or x2.data_ptr() % 16:
             x2 = x2.contiguous() if not x2.is_contiguous() else x2.clone()
-        y = gemm_op(x2, pw.data, pw.scales, pw.zeros, n, k, pw.group_size, pw.arch, pw.weight_dtype, kernel or "")
+        y = gemm_op(x2, pw.data, pw.scales, pw.zeros, pn, pk, pw.group_size, pw.arch, pw.weight_dtype, kernel or "")
+        if pn != n:
+            y = y[:, :n]
     if bias is not None:
         y = y + bias
     return y.reshape(*lead, n)
@@ -114,6 +119,6 @@ def kernels() -> list[str]:
 def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] = None) -> dispatch.Explanation:
     """Which kernel gemm(x, pw) would take, the candidates, the rejected ones and why (print it)."""
     out_dtype = _check_args(x, pw, None, out_dtype)
-    n, k = pw.shape
-    m = x.numel() // k if k else 0
-    return dispatch.explain_problem(dispatch.key_for(pw, out_dtype), m, n, k, pw.group_size, x.device.index or 0)
+    pn, pk = pw.padded_shape
+    m = x.numel() // pw.shape[1]
+    return dispatch.explain_problem(dispatch.key_for(pw, out_dtype), m, pn, pk, pw.group_size, x.device.index or 0)

@@ -6,7 +6,8 @@ records its layout and arch and refuses to be read by kernels of another layout.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+import math
+from typing import Optional
 
 import torch
 
@@ -24,16 +25,51 @@ class PackedWeight(torch.nn.Module):
     zeros: Optional[torch.Tensor]
 
     def __init__(self, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], *,
-                 shape: tuple[int, int], weight_dtype: str, group_size: int, layout: str, arch: int):
+                 shape: tuple[int, int], weight_dtype: str, group_size: int, layout: str, arch: int,
+                 padded_shape: Optional[tuple[int, int]] = None):
         super().__init__()
         self.register_buffer("data", data)
         self.register_buffer("scales", scales)
         self.register_buffer("zeros", zeros)
         self.shape = (int(shape[0]), int(shape[1]))
+        self.padded_shape = tuple(int(v) for v in (padded_shape or shape))
         self.weight_dtype = weight_dtype
         self.group_size = int(group_size)
         self.layout = layout
         self.arch = int(arch)
+        self.validate()
+
+    def validate(self) -> None:
+        """Structural checks: every buffer has the shape, dtype and device the layout implies."""
+        n, k = self.shape
+        pn, pk = self.padded_shape
+        if self.weight_dtype not in FORMATS:
+            raise ValueError(f"PackedWeight.weight_dtype={self.weight_dtype!r} is not one of {sorted(FORMATS)}")
+        if self.arch not in LAYOUTS or LAYOUTS[self.arch].tag != self.layout:
+            raise ValueError(f"PackedWeight layout {self.layout!r} for sm{self.arch} is unknown to this mixgemm")
+        if not (0 < n <= pn and 0 < k <= pk):
+            raise ValueError(f"PackedWeight shape {self.shape} must fit in its padded shape {self.padded_shape}")
+        if self.group_size <= 0 or pk % self.group_size:
+            raise ValueError(f"PackedWeight group_size={self.group_size} must divide the padded K={pk}")
+        if self.data.dtype != torch.uint8 or self.data.numel() * 2 != pn * pk:
+            raise ValueError(f"PackedWeight.data must be uint8 with {pn * pk // 2} elements for {self.padded_shape}, "
+                             f"got {self.data.dtype} with {self.data.numel()}")
+        groups = (pk // self.group_size, pn)
+        if self.scales.dtype not in ACT_DTYPES or tuple(self.scales.shape) != groups:
+            raise ValueError(f"PackedWeight.scales must be float16/bfloat16 of shape {groups} ([K/group, N]), "
+                             f"got {self.scales.dtype} {tuple(self.scales.shape)}")
+        if FORMATS[self.weight_dtype].zero_point != (self.zeros is not None):
+            raise ValueError(f"PackedWeight.zeros must be {'given' if FORMATS[self.weight_dtype].zero_point else 'None'} "
+                             f"for weight_dtype={self.weight_dtype!r}")
+        for name, t in (("scales", self.scales), ("zeros", self.zeros)):
+            if t is not None and not t.is_contiguous():
+                raise ValueError(f"PackedWeight.{name} must be contiguous")
+        if self.zeros is not None and (self.zeros.dtype != self.scales.dtype or self.zeros.shape != self.scales.shape
+                                       or self.zeros.device != self.scales.device):
+            raise ValueError(f"PackedWeight.zeros must match scales ({self.scales.dtype} {tuple(self.scales.shape)}), "
+                             f"got {self.zeros.dtype} {tuple(self.zeros.shape)} on {self.zeros.device}")
+        if self.data.device != self.scales.device:
+            raise ValueError(f"PackedWeight.data is on {self.data.device} but scales on {self.scales.device}")
 
     # ---- metadata --------------------------------------------------------------------------------
     @property
@@ -58,29 +94,32 @@ class PackedWeight(torch.nn.Module):
         return sum(t.numel() * t.element_size() for t in (self.data, self.scales, self.zeros) if t is not None)
 
     def get_extra_state(self) -> dict:
-        return {"shape": list(self.shape), "weight_dtype": self.weight_dtype, "group_size": self.group_size,
-                "layout": self.layout, "arch": self.arch, "version": 1}
+        return {"shape": list(self.shape), "padded_shape": list(self.padded_shape), "weight_dtype": self.weight_dtype,
+                "group_size": self.group_size, "layout": self.layout, "arch": self.arch, "version": 1}
 
     def set_extra_state(self, state: dict) -> None:
         if state.get("version") != 1:
             raise ValueError(f"PackedWeight state version {state.get('version')!r} is not supported (expected 1)")
         self.shape = tuple(state["shape"])
+        self.padded_shape = tuple(state.get("padded_shape", state["shape"]))
         self.weight_dtype = state["weight_dtype"]
         self.group_size = state["group_size"]
         self.layout = state["layout"]
         self.arch = state["arch"]
+        self.validate()
 
     @classmethod
     def from_state_dict(cls, state: dict, prefix: str = "") -> "PackedWeight":
         meta = state[prefix + "_extra_state"]
         pw = cls(state[prefix + "data"], state[prefix + "scales"], state.get(prefix + "zeros"),
                  shape=meta["shape"], weight_dtype=meta["weight_dtype"], group_size=meta["group_size"],
-                 layout=meta["layout"], arch=meta["arch"])
+                 layout=meta["layout"], arch=meta["arch"], padded_shape=meta.get("padded_shape"))
         return pw
 
     def extra_repr(self) -> str:
         n, k = self.shape
-        return (f"shape=({n}, {k}), weight={self.weight_dtype}, group_size={self.group_size}, "
+        pad = f", padded_shape={self.padded_shape}" if self.padded_shape != self.shape else ""
+        return (f"shape=({n}, {k}){pad}, weight={self.weight_dtype}, group_size={self.group_size}, "
                 f"zero_point={self.zero_point}, act={str(self.act_dtype).removeprefix('torch.')}, "
                 f"layout={self.layout}, arch=sm{self.arch}")
 
@@ -103,7 +142,7 @@ def _default_arch(w: torch.Tensor) -> int:
 
 def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_size: int = DEFAULT_GROUP_SIZE,
              zero_point: Optional[bool] = None, arch: Optional[int] = None,
-             act_dtype: Optional[torch.dtype] = None) -> PackedWeight:
+             act_dtype: Optional[torch.dtype] = None, pad: bool = False) -> PackedWeight:
     """Quantize a Linear weight ``w`` [N, K] (out x in) round-to-nearest and pack it for ``arch``.
 
     weight_dtype: 's4' (symmetric) or 'u4' (asymmetric, with zero points).
@@ -111,6 +150,9 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
     zero_point: defaults to the format's (False for s4, True for u4); other values are refused.
     arch: layout to pack for (default: the arch of w's GPU if supported, else 90).
     act_dtype: activation dtype of the GEMMs that will use it (default: w's dtype if 16-bit, else bf16).
+    pad: zero-pad N and K up to what the layout and group size need, so any shape runs; gemm() pads
+        x along K (a copy) and returns a view of the first N columns. The last group may then be
+        partial (it holds zeros past K).
     """
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"w must be a torch.Tensor [N, K], got {type(w).__name__}")
@@ -133,26 +175,36 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
     if torch.isnan(w).any() or torch.isinf(w).any():
         raise ValueError("w contains NaN or Inf; quantization needs finite weights")
     n, k = w.shape
-    if group_size in (-1, None):
-        group_size = k
-    if not isinstance(group_size, int) or group_size <= 0 or k % group_size:
-        raise ValueError(f"group_size={group_size!r} must be a positive divisor of K={k} (or -1 for per-channel)")
+    per_channel = group_size in (-1, None)
+    if not per_channel and (not isinstance(group_size, int) or group_size <= 0):
+        raise ValueError(f"group_size={group_size!r} must be a positive integer (or -1 for per-channel)")
     layout = _layout_for(arch if arch is not None else _default_arch(w))
-    if n % layout.n_multiple or k % layout.k_multiple:
+    pn, pk = n, k
+    if pad:
+        pn = -(-n // layout.n_multiple) * layout.n_multiple
+        step = layout.k_multiple if per_channel else math.lcm(layout.k_multiple, group_size)
+        pk = -(-k // step) * step
+        w = torch.nn.functional.pad(w, (0, pk - k, 0, pn - n))
+    if per_channel:
+        group_size = pk
+    if pk % group_size:
+        raise ValueError(f"group_size={group_size} must divide K={k} (or pass pad=True to zero-pad K to a multiple "
+                         f"of it, or -1 for per-channel)")
+    if pn % layout.n_multiple or pk % layout.k_multiple:
         raise ValueError(f"w shape (N={n}, K={k}) does not fit the sm{layout.arch} layout: N must be a multiple "
-                         f"of {layout.n_multiple} and K of {layout.k_multiple} (pad the weight with zeros)")
-    if group_size != k and group_size % layout.k_multiple:
+                         f"of {layout.n_multiple} and K of {layout.k_multiple}; pass pad=True to zero-pad")
+    if group_size != pk and group_size % layout.k_multiple:
         raise ValueError(f"group_size={group_size} must be a multiple of {layout.k_multiple} on sm{layout.arch} "
                          f"(or -1 for per-channel)")
     q, scales, zeros = fmt.quantize(w, group_size, act_dtype)
     return PackedWeight(layout.pack(q), scales, zeros, shape=(n, k), weight_dtype=weight_dtype,
-                        group_size=group_size, layout=layout.tag, arch=layout.arch)
+                        group_size=group_size, layout=layout.tag, arch=layout.arch, padded_shape=(pn, pk))
 
 
 def unpack(pw: PackedWeight) -> torch.Tensor:
-    """The integer values q [N, K] (int8) stored in pw."""
-    n, k = pw.shape
-    return LAYOUTS[pw.arch].unpack(pw.data, n, k, FORMATS[pw.weight_dtype].weight.signed)
+    """The integer values q [N, K] (int8) stored in pw (padding included, see pw.padded_shape)."""
+    pn, pk = pw.padded_shape
+    return LAYOUTS[pw.arch].unpack(pw.data, pn, pk, FORMATS[pw.weight_dtype].weight.signed)
 
 
 def dequantize(pw: PackedWeight) -> torch.Tensor:
@@ -164,4 +216,4 @@ def dequantize(pw: PackedWeight) -> torch.Tensor:
     w = q * expand(pw.scales)
     if pw.zeros is not None:
         w = w + expand(pw.zeros)
-    return w
+    return w[:n, :k]

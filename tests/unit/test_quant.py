@@ -145,3 +145,36 @@ def test_quantize_any_valid_shape(n, kg, g, fmt, act):
 
 def test_layout_registry_is_keyed_by_arch():
     assert LAYOUTS[90].arch == 90 and LAYOUTS[90].tag == "sm90_w4_mma16_shuffled"
+
+
+@pytest.mark.parametrize("n, k, g", [(8, 256, 128), (40, 100, 64), (2736, 7392, 128), (24, 7392, -1)])
+def test_pad_makes_any_shape_quantizable(n, k, g):
+    w = torch.randn(n, k)
+    with pytest.raises(ValueError, match="pad=True"):
+        mixgemm.quantize(w, "s4", g)
+    pw = mixgemm.quantize(w, "s4", g, pad=True)
+    pn, pk = pw.padded_shape
+    assert pw.shape == (n, k) and pn % 16 == 0 and pk % 64 == 0 and pk % pw.group_size == 0
+    wq = mixgemm.dequantize(pw)
+    assert wq.shape == (n, k)
+    # the padded tail is zero and the real part equals quantizing the padded weight
+    full = mixgemm.unpack(pw)
+    assert (full[n:] == 0).all() and (full[:, k:] == 0).all()
+    assert ((wq.float() - w).abs() <= pw.scales.float().max() * 0.51 + 1e-2).all()
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda sd: sd.update(scales=sd["scales"][:-1]), "scales must be"),
+    (lambda sd: sd.update(scales=sd["scales"].float()), "scales must be"),
+    (lambda sd: sd.update(zeros=sd["zeros"].to(torch.float16)), "zeros must match"),
+    (lambda sd: sd.update(zeros=None), "zeros must be given"),
+    (lambda sd: sd.update(data=sd["data"][:-2]), "data must be uint8"),
+    (lambda sd: sd["_extra_state"].update(group_size=96), "group_size=96"),
+    (lambda sd: sd["_extra_state"].update(layout="sm80_whatever"), "layout"),
+])
+def test_corrupt_packed_weights_are_refused(mutate, fragment):
+    sd = mixgemm.quantize(torch.randn(32, 256, dtype=torch.bfloat16), "u4", 128).state_dict()
+    sd["_extra_state"] = dict(sd["_extra_state"])
+    mutate(sd)
+    with pytest.raises(ValueError, match=fragment):
+        mixgemm.PackedWeight.from_state_dict(sd)
