@@ -3,6 +3,7 @@
     mixgemm generate [--arch 90a] [--kernels FILTER] [--out DIR]
     mixgemm list [--all] [--kernels FILTER]        (marks what this installation has built)
     mixgemm bench [--shapes ...] [--m ...] [--markdown FILE]
+    mixgemm tune [--shapes ...] [--m ...] [--out profiles/<gpu>.json]
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from . import tune  # noqa: PLC0415
+    return tune.main(args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="mixgemm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +42,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .bench import add_arguments  # noqa: PLC0415
     add_arguments(b)
     b.set_defaults(func=cmd_bench)
+    t = sub.add_parser("tune", help="time every built kernel per shape and M bucket; write a dispatch profile")
+    from .tune import add_arguments as tune_arguments  # noqa: PLC0415
+    tune_arguments(t)
+    t.set_defaults(func=cmd_tune)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,7 +1,7 @@
 """Kernel selection: (dtype key) -> built candidates -> (M, N, K) -> one kernel, and why.
 
-Order: an explicit ``kernel=`` name; else a measured profile (profiles/<gpu>.json, added by
-``mixgemm tune``); else an analytical roofline estimate over the candidates' tiles. Choices are
+Order: an explicit ``kernel=`` name; else a measured profile (profiles/<gpu>.json, written by
+``mixgemm tune``; see profiles.py); else an analytical roofline estimate over the candidates' tiles. Choices are
 cached per (key, M bucket, N, K, group size, device).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from . import _lib
+from . import _lib, profiles
 from .generator.catalog import tile_k
 from .generator.spec import DType, KernelSpec, ScaleMode
 from .quant import ACT_DTYPES
@@ -155,6 +155,16 @@ def _forced(key: DispatchKey, n: int, k: int, group_size: int, kernel: str) -> C
                      f"{[s.name() for s, _ in built_specs()] or 'none'} (rebuild with MIXGEMM_KERNELS=...)")
 
 
+@functools.cache
+def gpu_name(device_index: int) -> str:
+    return torch.cuda.get_device_name(device_index) if torch.cuda.is_available() else "cpu"
+
+
+def profile_group(group_size: int, k: int) -> int:
+    """Group size as profiles record it: -1 for per-channel, so shapes of other K still match."""
+    return -1 if group_size == k else group_size
+
+
 def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0) -> Explanation:
     sms = sm_count(device_index)
     candidates, rejected = [], []
@@ -168,7 +178,15 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
             continue
         candidates.append((spec, index, estimate_us(spec, m, n, k, group_size, sms)))
     choice = None
-    if candidates:
+    prof = profiles.load_for(gpu_name(device_index), sms, frozenset(s.name() for s, _ in built_specs()))
+    found = prof.lookup(str(key), profile_group(group_size, k), m_bucket(m), n, k) if prof and candidates else None
+    if found:
+        times, how = found
+        measured = [(spec, index, times[spec.name()]) for spec, index, _ in candidates if spec.name() in times]
+        if measured:
+            spec, index, us = min(measured, key=lambda c: (c[2], c[0].name()))
+            choice = Choice(spec, index, f"profile {how}", us)
+    if choice is None and candidates:
         spec, index, us = min(candidates, key=lambda c: (c[2], c[0].name()))
         choice = Choice(spec, index, "fallback", us)
     return Explanation(key, (m, n, k, group_size), [(s.name(), us) for s, _, us in candidates], rejected, choice)

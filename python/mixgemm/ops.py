@@ -38,6 +38,8 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
 def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
             n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str) -> torch.Tensor:
     """y[M, N] = x[M, K] @ dequant(W)^T for a 2-D, contiguous, validated x (see gemm())."""
+    if x.data_ptr() % 16:
+        x = x.clone()  # NOTE(alignment): TMA needs a 16-byte aligned base; an offset view is copied
     m = x.shape[0]
     key = dispatch.DispatchKey(arch, ACT_DTYPES[x.dtype], dispatch.DType.from_short(weight_dtype),
                                dispatch.ScaleMode.GROUP, zeros is not None, ACT_DTYPES[x.dtype])
@@ -77,6 +79,8 @@ def _check_args(x, pw, bias, out_dtype) -> torch.dtype:
                              f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
         if bias.device != x.device or bias.dtype != out_dtype:
             raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {out_dtype} on {x.device}")
+    if torch.compiler.is_compiling():
+        return out_dtype  # the C++ entry checks the device's arch again at run time
     major, minor = torch.cuda.get_device_capability(x.device)
     if 10 * major + minor != pw.arch:
         raise ValueError(f"pw is packed for sm{pw.arch} but {x.device} is sm{major}{minor}: quantize again with "
@@ -100,9 +104,7 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
     else:
         if pk != k:
             x2 = torch.nn.functional.pad(x2, (0, pk - k))
-        # NOTE(views): TMA needs a dense row-major x with a 16-byte aligned base; other views are copied.
-        elif not x2.is_contiguous() or x2.data_ptr() % 16:
-            x2 = x2.contiguous() if not x2.is_contiguous() else x2.clone()
+        x2 = x2.contiguous()  # TMA reads dense rows
         y = gemm_op(x2, pw.data, pw.scales, pw.zeros, pn, pk, pw.group_size, pw.arch, pw.weight_dtype, kernel or "")
         if pn != n:
             y = y[:, :n]

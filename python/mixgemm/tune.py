@@ -1,0 +1,92 @@
+"""``mixgemm tune``: time every built candidate per shape and M bucket and write a profile.
+
+Method as in bench.py (CUDA events, L2 flushed, warm-up, median); kernels are launched directly,
+so the profile ranks kernels, not Python overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import dispatch
+from .bench import SHAPE_SETS, SHAPES, bench_us, gpu_info
+from .ops import launch
+from .packed import quantize
+from .profiles import PROFILE_VERSION, profile_name
+
+DEFAULT_M = tuple(1 << i for i in range(14))  # 1 .. 8192: the M buckets dispatch uses
+TORCH = {"bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def parse_shapes(text: str) -> list[tuple[str, int, int]]:
+    out = []
+    for tok in text.split(","):
+        for name in SHAPE_SETS.get(tok, [tok]):
+            if name in SHAPES:
+                out.append((name, *SHAPES[name]))
+            else:
+                try:
+                    n, k = (int(v) for v in name.split(":"))
+                except ValueError:
+                    raise ValueError(f"--shapes: {name!r} is not a shape name ({', '.join(SHAPES)}), a set "
+                                     f"({', '.join(SHAPE_SETS)}) or N:K") from None
+                out.append((name, n, k))
+    return out
+
+
+def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20) -> dict:
+    info = gpu_info()
+    entries = []
+    total = len(shapes) * len(ms) * len(formats)
+    done, start = 0, time.time()
+    for weight, act in formats:
+        for _name, n, k in shapes:
+            pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group_size, act_dtype=TORCH[act])
+            key = dispatch.key_for(pw, TORCH[act])
+            for m in ms:
+                x = torch.randn(m, k, device="cuda", dtype=TORCH[act])
+                out = torch.empty(m, n, device="cuda", dtype=TORCH[act])
+                exp = dispatch.explain_problem(key, m, n, k, pw.group_size)
+                times = {}
+                for cname, _est in exp.candidates:
+                    idx = next(i for s, i in dispatch.built_specs() if s.name() == cname)
+                    times[cname] = round(bench_us(lambda: launch(idx, x, pw.data, pw.scales, pw.zeros, out,
+                                                                 pw.group_size), warmup_ms=5, rep_ms=rep_ms), 2)
+                if times:
+                    entries.append({"key": str(key), "n": n, "k": k, "m": m,
+                                    "group_size": dispatch.profile_group(pw.group_size, k), "times_us": times})
+                done += 1
+                eta = (time.time() - start) / done * (total - done)
+                print(f"\r[{done}/{total}] {weight}x{act} N={n} K={k} M={m:<5} eta {eta:4.0f} s", end="",
+                      file=sys.stderr, flush=True)
+            del pw
+    print(file=sys.stderr)
+    return {"version": PROFILE_VERSION, "gpu": info["gpu"], "sms": info["sms"],
+            "measured": {k: v for k, v in info.items() if k not in ("gpu", "sms")},
+            "kernels": sorted({n for e in entries for n in e["times_us"]}), "entries": entries}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shapes", default="llama3-8b,llama3-70b", help="shape names, sets or N:K, comma-separated")
+    p.add_argument("--m", default=",".join(map(str, DEFAULT_M)), help="M values (use the M buckets: powers of 2)")
+    p.add_argument("--formats", default="s4:bf16,u4:bf16,s4:f16,u4:f16", help="weight:act pairs")
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--rep-ms", type=float, default=20)
+    p.add_argument("--out", default=None, help="profile path (default: profiles/<gpu>.json)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if not torch.cuda.is_available():
+        raise ValueError("mixgemm tune needs a CUDA GPU")
+    formats = [tuple(f.split(":")) for f in args.formats.split(",")]
+    doc = tune(parse_shapes(args.shapes), [int(v) for v in args.m.split(",")], formats, args.group_size, args.rep_ms)
+    out = Path(args.out or f"profiles/{profile_name(doc['gpu'])}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}: {len(doc['entries'])} entries over {len(doc['kernels'])} kernels")
+    return 0

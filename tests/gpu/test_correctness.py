@@ -1,0 +1,173 @@
+"""Issue-3 coverage: M over every tile boundary, awkward N and K, padding, edge values, NaN/Inf,
+fp16 overflow, CUDA graphs, torch.compile, streams and determinism."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mixgemm
+from mixgemm.generator import KernelSpec
+from mixgemm.ops import launch
+from mixgemm.testing import assert_close_to_reference, reference
+
+pytestmark = pytest.mark.gpu
+
+M_BOUNDARIES = (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4097)
+TORCH = {"bf16": torch.bfloat16, "f16": torch.float16}
+FORMATS = [("s4", "bf16"), ("s4", "f16"), ("u4", "bf16"), ("u4", "f16")]
+
+
+def built():
+    return mixgemm.kernels() if mixgemm._lib.available() else []
+
+
+def make(n, k, weight="s4", act="bf16", group_size=128, pad=False, seed=0, scale=0.02):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    w = torch.randn(n, k, device="cuda", generator=g) * scale
+    return mixgemm.quantize(w, weight, group_size, act_dtype=TORCH[act], pad=pad)
+
+
+@pytest.mark.parametrize("name", built())
+def test_m_over_every_tile_boundary(name):
+    spec = KernelSpec.parse(name)
+    pw = make(576, 1792, spec.weight.short, spec.act.short)
+    for m in M_BOUNDARIES:
+        x = torch.randn(m, 1792, device="cuda", dtype=TORCH[spec.act.short])
+        out = torch.full((m, 576), float("nan"), device="cuda", dtype=x.dtype)
+        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
+        assert_close_to_reference(out, reference(x, pw), f"{name} M={m}")
+
+
+@pytest.mark.parametrize("weight, act", FORMATS)
+@pytest.mark.parametrize("n, k, g", [(576, 1792, 128), (2736, 3584, 128), (7392, 1792, 64), (8, 8192, -1),
+                                     (4096, 32768, 128), (1024, 3584, -1)])
+def test_awkward_shapes(weight, act, n, k, g):
+    pw = make(n, k, weight, act, g, pad=n % 16 != 0)
+    for m in (1, 33, 257):
+        x = torch.randn(m, k, device="cuda", dtype=TORCH[act])
+        y = mixgemm.gemm(x, pw)
+        assert y.shape == (m, n)
+        assert_close_to_reference(y, reference(x, pw), f"{weight}x{act} N={n} K={k} g={g} M={m}")
+
+
+@pytest.mark.parametrize("n, k, g", [(8, 256, 128), (2736, 7392, 128), (100, 1000, 64), (4104, 14336 // 8 + 8, -1)])
+def test_pad_runs_any_shape(n, k, g):
+    with pytest.raises(ValueError, match="pad=True"):
+        make(n, k, group_size=g)
+    pw = make(n, k, group_size=g, pad=True)
+    for m in (1, 17, 300):
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        y = mixgemm.gemm(x, pw)
+        assert y.shape == (m, n)
+        assert_close_to_reference(y, reference(x, pw), f"pad N={n} K={k} g={g} M={m}")
+
+
+@pytest.mark.parametrize("act", ["bf16", "f16"])
+@pytest.mark.parametrize("case", ["negative", "tiny", "huge", "zero"])
+def test_edge_scales(act, case):
+    pw = make(1024, 1024, "s4", act)
+    s = pw.scales
+    if case == "negative":
+        s.neg_()
+    elif case == "tiny":
+        s.fill_(1e-7 if act == "f16" else 1e-30)
+    elif case == "huge":
+        s.fill_(1e4 if act == "f16" else 1e30)
+    else:
+        s[::2].zero_()
+    x = torch.randn(33, 1024, device="cuda", dtype=TORCH[act]) * (1e-3 if case == "huge" else 1)
+    y = mixgemm.gemm(x, pw)
+    ref = reference(x, pw)
+    finite = torch.isfinite(ref.to(y.dtype))
+    assert torch.equal(torch.isfinite(y), finite), case
+    if finite.all() and ref.abs().max() > 0:
+        assert_close_to_reference(y, ref, f"scales {case}")
+
+
+@pytest.mark.parametrize("act", ["bf16", "f16"])
+def test_zero_points_at_the_ends(act):
+    w = torch.rand(512, 1024, device="cuda") * 0.1  # all positive: zero point 0
+    w[256:] -= 0.1                                      # all negative: zero point 15
+    pw = mixgemm.quantize(w, "u4", 128, act_dtype=TORCH[act])
+    z = -(pw.zeros.float() / pw.scales.float())
+    assert torch.allclose(z[:, :256], torch.zeros(1, device="cuda"), atol=1e-2)
+    assert torch.allclose(z[:, 256:], torch.full((1,), 15.0, device="cuda"), atol=0.1)
+    x = torch.randn(17, 1024, device="cuda", dtype=TORCH[act])
+    assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), "zero points 0 and 15")
+
+
+@pytest.mark.parametrize("act", ["bf16", "f16"])
+def test_nan_and_inf_propagate_like_a_dense_gemm(act):
+    pw = make(1024, 2048, "s4", act)
+    x = torch.randn(8, 2048, device="cuda", dtype=TORCH[act])
+    x[2, 5] = float("nan")
+    x[5, 7] = float("inf")
+    y = mixgemm.gemm(x, pw)
+    dense = x @ mixgemm.dequantize(pw).t()
+    assert y[2].isnan().all() and dense[2].isnan().all()
+    assert torch.equal(y[5].isnan() | y[5].isinf(), torch.ones_like(y[5], dtype=torch.bool))
+    others = [0, 1, 3, 4, 6, 7]
+    assert torch.isfinite(y[others]).all()
+
+
+def test_fp16_overflow_behaves_like_torch():
+    pw = make(1024, 4096, "s4", "f16", scale=1.0)
+    x = torch.randn(16, 4096, device="cuda", dtype=torch.float16) * 600
+    ref32 = reference(x, pw)
+    y = mixgemm.gemm(x, pw)
+    torch_y = x @ mixgemm.dequantize(pw).t()
+    clear = (ref32.abs() < 65504 * 0.99) | (ref32.abs() > 65520 * 1.01)  # away from the rounding edge
+    assert torch.isinf(torch_y).any(), "the case must overflow"
+    assert torch.equal(torch.isinf(y)[clear], torch.isinf(torch_y)[clear])
+
+
+def test_cuda_graph_capture_and_replay():
+    pw = make(6144, 4096, "s4", "bf16")
+    for m in (1, 16, 300):
+        static_x = torch.randn(m, 4096, device="cuda", dtype=torch.bfloat16)
+        eager = mixgemm.gemm(static_x, pw)
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            mixgemm.gemm(static_x, pw)  # warm-up on the side stream, as torch recommends
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_y = mixgemm.gemm(static_x, pw)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(static_y, eager), m
+        fresh = torch.randn_like(static_x)
+        static_x.copy_(fresh)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(static_y, mixgemm.gemm(fresh, pw)), m
+
+
+def test_opcheck_and_torch_compile():
+    pw = make(2048, 1024, "u4", "bf16")
+    x = torch.randn(8, 1024, device="cuda", dtype=torch.bfloat16)
+    torch.library.opcheck(torch.ops.mixgemm.gemm.default,
+                          (x, pw.data, pw.scales, pw.zeros, 2048, 1024, pw.group_size, pw.arch, pw.weight_dtype, ""))
+    layer = mixgemm.nn.QuantLinear(pw, torch.randn(2048, device="cuda", dtype=torch.bfloat16))
+    compiled = torch.compile(layer, fullgraph=True)
+    for m in (8, 33):
+        x = torch.randn(m, 1024, device="cuda", dtype=torch.bfloat16)
+        assert torch.equal(compiled(x), layer(x))
+
+
+def test_deterministic_and_batch_invariant():
+    pw = make(6144, 4096, "s4", "bf16")
+    x = torch.randn(512, 4096, device="cuda", dtype=torch.bfloat16)
+    a, b = mixgemm.gemm(x, pw), mixgemm.gemm(x, pw)
+    assert torch.equal(a, b), "same inputs must give bit-identical outputs"
+    # no kernel splits K, so a row's result does not depend on the batch it is in or the tile chosen
+    for name in [n for n in mixgemm.kernels() if "bf16xs4" in n]:
+        one = mixgemm.gemm(x[:1], pw, kernel=name)
+        assert torch.equal(one[0], a[0]), name
+
+
+def test_explain_says_why():
+    pw = make(6144, 4096, "s4", "bf16")
+    text = str(mixgemm.explain(torch.randn(4, 4096, device="cuda", dtype=torch.bfloat16), pw))
+    assert "pick:" in text and "fallback" in text and "candidates" in text

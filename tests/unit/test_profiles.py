@@ -1,0 +1,60 @@
+import json
+import warnings
+
+import pytest
+
+from mixgemm import profiles
+
+KEY = "sm90 bf16 x s4 scale=group zero=False out=bf16"
+A, B = "mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop", "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
+
+
+def doc(entries, gpu="GPU X", sms=132):
+    return {"version": 1, "gpu": gpu, "sms": sms, "entries": entries}
+
+
+def entry(n, k, m, times, g=128):
+    return {"key": KEY, "n": n, "k": k, "m": m, "group_size": g, "times_us": times}
+
+
+def test_exact_then_nearest_lookup():
+    p = profiles.Profile(doc([entry(4096, 4096, 16, {A: 10.0, B: 12.0}), entry(28672, 4096, 16, {A: 30.0, B: 20.0})]),
+                         "t", {A, B})
+    assert p.lookup(KEY, 128, 16, 4096, 4096) == ({A: 10.0, B: 12.0}, "exact")
+    times, how = p.lookup(KEY, 128, 16, 24576, 4096)
+    assert how == "nearest 28672:4096" and times[B] == 20.0
+    assert p.lookup(KEY, 128, 32, 4096, 4096) is None
+    assert p.lookup(KEY, 64, 16, 4096, 4096) is None
+
+
+def test_unbuilt_kernels_are_ignored_with_a_warning():
+    with pytest.warns(UserWarning, match="not built"):
+        p = profiles.Profile(doc([entry(4096, 4096, 16, {A: 10.0, "mixgemm_sm90_gone": 1.0})]), "t", {A})
+    assert p.lookup(KEY, 128, 16, 4096, 4096)[0] == {A: 10.0}
+
+
+@pytest.mark.parametrize("bad", [{"version": 7}, doc([{"key": KEY}]), doc([entry(1, 2, 3, "fast")]), []])
+def test_malformed_profiles_are_clear_errors(bad):
+    with pytest.raises(ValueError, match="mixgemm tune"):
+        profiles.Profile(bad, "t", {A})
+
+
+def test_corrupt_file_and_other_gpu(tmp_path, monkeypatch):
+    path = tmp_path / "p.json"
+    path.write_text("{not json")
+    monkeypatch.setenv("MIXGEMM_PROFILE", str(path))
+    profiles.load_for.cache_clear()
+    with pytest.raises(ValueError, match="not valid JSON"):
+        profiles.load_for("GPU X", 132, frozenset({A}))
+    path.write_text(json.dumps(doc([entry(4096, 4096, 16, {A: 1.0})], gpu="GPU Y")))
+    profiles.load_for.cache_clear()
+    with pytest.warns(UserWarning, match="not GPU X"):
+        assert profiles.load_for("GPU X", 132, frozenset({A})) is None
+    monkeypatch.setenv("MIXGEMM_PROFILE", "")
+    profiles.load_for.cache_clear()
+    assert profiles.load_for("GPU Y", 132, frozenset({A})) is None
+    profiles.load_for.cache_clear()
+
+
+def test_profile_name():
+    assert profiles.profile_name("NVIDIA H100 80GB HBM3") == "nvidia_h100_80gb_hbm3"
