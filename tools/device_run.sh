@@ -18,4 +18,10 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     --markdown "$OUT/bench.md" --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1 || tail -30 "$OUT/bench.log"
   cat "$OUT/bench.md"
 fi
+if [ -n "${SANITIZE:-}" ]; then
+  timeout 420 python3 "$OLDPWD/tests/sanitize.py" --timeout 200 2>&1 | tee "$OUT/sanitize.txt" | tail -12
+fi
+if [ -n "${TUNE:-}" ]; then
+  python3 -m mixgemm.cli tune --out "$OUT/profile.json" $TUNE 2>&1 | tail -3
+fi
 echo "total: $(( $(date +%s) - start )) s"

@@ -6,7 +6,7 @@
 from .packed import PackedWeight, dequantize, quantize, unpack
 from .ops import explain, gemm, kernels
 from .quant import FORMATS, LAYOUTS
-from . import nn, testing  # noqa: F401
+from . import generator, nn, testing  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["PackedWeight", "quantize", "dequantize", "unpack", "gemm", "kernels", "explain", "FORMATS", "LAYOUTS"]

@@ -1,0 +1,66 @@
+"""Run one built kernel of each type pair under compute-sanitizer (memcheck, racecheck) and print
+a summary. Usage on a GPU machine: python tests/sanitize.py [--tools memcheck,racecheck]."""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+
+DRIVER = r"""
+import sys, torch, mixgemm
+from mixgemm.generator import KernelSpec
+from mixgemm.ops import launch
+name = sys.argv[1]
+spec = KernelSpec.parse(name)
+act = {"bf16": torch.bfloat16, "f16": torch.float16}[spec.act.short]
+pw = mixgemm.quantize(torch.randn(256, 512, device="cuda"), spec.weight.short, 128, act_dtype=act)
+for m in (1, 33):
+    x = torch.randn(m, 512, device="cuda", dtype=act)
+    out = torch.full((m, 256), float("nan"), device="cuda", dtype=act)
+    launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
+    torch.cuda.synchronize()
+    ref = mixgemm.testing.reference(x, pw)
+    mixgemm.testing.assert_close_to_reference(out, ref, name)
+print("driver ok")
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--tools", default="memcheck,racecheck")
+    p.add_argument("--timeout", type=int, default=300)
+    args = p.parse_args()
+    import mixgemm  # noqa: PLC0415
+    picks = {}
+    for name in mixgemm.kernels():
+        spec = mixgemm.generator.KernelSpec.parse(name)
+        picks.setdefault((spec.act, spec.weight), name)
+    rows, failed = [], False
+    for name in picks.values():
+        for tool in args.tools.split(","):
+            cmd = ["compute-sanitizer", f"--tool={tool}", "--kernel-name", "kns=device_kernel",
+                   sys.executable, "-c", DRIVER, name]
+            t = time.time()
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                out = r.stdout + r.stderr
+                summary = re.findall(r"(?:ERROR|RACECHECK) SUMMARY: .*", out)
+                ok = r.returncode == 0 and "driver ok" in out and all(" 0 " in s for s in summary)
+                rows.append((name, tool, "; ".join(summary) or "no summary", "ok" if ok else f"FAIL rc={r.returncode}",
+                             time.time() - t))
+                if not ok:
+                    failed = True
+                    print(out[-3000:], file=sys.stderr)
+            except subprocess.TimeoutExpired:
+                rows.append((name, tool, f"timeout after {args.timeout} s", "TIMEOUT", time.time() - t))
+                failed = True
+    print("\ncompute-sanitizer summary")
+    for name, tool, summary, verdict, secs in rows:
+        print(f"  {verdict:8} {tool:9} {name}  [{summary}]  {secs:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
