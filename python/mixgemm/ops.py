@@ -5,6 +5,7 @@ picks the kernel (unless forced) with the real M and launches on the current CUD
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -27,31 +28,56 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     if ws_bytes is None:
         ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, m, n, k, group_size)
     workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device) if ws_bytes else None
-    with torch.cuda.device(x.device):
-        lib.run(index, x.data_ptr(), data.data_ptr(), scales.data_ptr(),
-                zeros.data_ptr() if zeros is not None else 0, out.data_ptr(), m, n, k, group_size,
-                workspace.data_ptr() if workspace is not None else 0, ws_bytes,
-                torch.cuda.current_stream(x.device).cuda_stream)
+    device = x.device.index
+    if device != torch.cuda.current_device():
+        with torch.cuda.device(device):
+            return launch(index, x, data, scales, zeros, out, group_size)
+    lib.run(index, x.data_ptr(), data.data_ptr(), scales.data_ptr(),
+            zeros.data_ptr() if zeros is not None else 0, out.data_ptr(), m, n, k, group_size,
+            workspace.data_ptr() if workspace is not None else 0, ws_bytes,
+            torch.cuda.current_stream(device).cuda_stream)
+
+
+_keys: dict[tuple, dispatch.DispatchKey] = {}
+
+
+def _key(arch: int, act: torch.dtype, weight_dtype: str, zero: bool) -> dispatch.DispatchKey:
+    key = _keys.get((arch, act, weight_dtype, zero))
+    if key is None:
+        key = _keys[(arch, act, weight_dtype, zero)] = dispatch.DispatchKey(
+            arch, ACT_DTYPES[act], dispatch.DType.from_short(weight_dtype), dispatch.ScaleMode.GROUP, zero,
+            ACT_DTYPES[act])
+    return key
+
+
+def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+             n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str) -> torch.Tensor:
+    if x.data_ptr() % 16:
+        x = x.clone()  # NOTE(alignment): TMA needs a 16-byte aligned base; an offset view is copied
+    m = x.shape[0]
+    key = _key(arch, x.dtype, weight_dtype, zeros is not None)
+    choice = dispatch.choose(key, m, n, k, group_size, x.device.index, kernel or None)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    launch(choice.index, x, data, scales, zeros, out, group_size)
+    return out
 
 
 @torch.library.custom_op("mixgemm::gemm", mutates_args=())
 def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
             n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str) -> torch.Tensor:
     """y[M, N] = x[M, K] @ dequant(W)^T for a 2-D, contiguous, validated x (see gemm())."""
-    if x.data_ptr() % 16:
-        x = x.clone()  # NOTE(alignment): TMA needs a 16-byte aligned base; an offset view is copied
-    m = x.shape[0]
-    key = dispatch.DispatchKey(arch, ACT_DTYPES[x.dtype], dispatch.DType.from_short(weight_dtype),
-                               dispatch.ScaleMode.GROUP, zeros is not None, ACT_DTYPES[x.dtype])
-    choice = dispatch.choose(key, m, n, k, group_size, x.device.index or 0, kernel or None)
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    launch(choice.index, x, data, scales, zeros, out, group_size)
-    return out
+    return _forward(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel)
 
 
 @gemm_op.register_fake
 def _(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel):
     return x.new_empty((x.shape[0], n))
+
+
+@functools.cache
+def _capability(device_index: int) -> int:
+    major, minor = torch.cuda.get_device_capability(device_index)
+    return 10 * major + minor
 
 
 def _check_args(x, pw, bias, out_dtype) -> torch.dtype:
@@ -81,10 +107,10 @@ def _check_args(x, pw, bias, out_dtype) -> torch.dtype:
             raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {out_dtype} on {x.device}")
     if torch.compiler.is_compiling():
         return out_dtype  # the C++ entry checks the device's arch again at run time
-    major, minor = torch.cuda.get_device_capability(x.device)
-    if 10 * major + minor != pw.arch:
-        raise ValueError(f"pw is packed for sm{pw.arch} but {x.device} is sm{major}{minor}: quantize again with "
-                         f"arch={10 * major + minor} (or arch=None to take the device's)")
+    have = _capability(x.device.index)
+    if have != pw.arch:
+        raise ValueError(f"pw is packed for sm{pw.arch} but {x.device} is sm{have}: quantize again with "
+                         f"arch={have} (or arch=None to take the device's)")
     return out_dtype
 
 
@@ -105,7 +131,9 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
         if pk != k:
             x2 = torch.nn.functional.pad(x2, (0, pk - k))
         x2 = x2.contiguous()  # TMA reads dense rows
-        y = gemm_op(x2, pw.data, pw.scales, pw.zeros, pn, pk, pw.group_size, pw.arch, pw.weight_dtype, kernel or "")
+        # NOTE(overhead): eager calls skip the torch.library dispatcher (~10 us); traced code needs the op
+        op = gemm_op if torch.compiler.is_compiling() else _forward
+        y = op(x2, pw.data, pw.scales, pw.zeros, pn, pk, pw.group_size, pw.arch, pw.weight_dtype, kernel or "")
         if pn != n:
             y = y[:, :n]
     if bias is not None:
