@@ -8,6 +8,7 @@ start=$(date +%s)
 ( cd /tmp && python3 -c "import mixgemm._C" 2>/dev/null ) || MIXGEMM_PREBUILT_LIBRARY=$PWD/.prebuilt/libmixgemm.so \
   python3 -m pip install --no-build-isolation --no-deps -q . > "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
 cd /tmp
+[ -n "${DIAG:-}" ] && python3 "$OLDPWD/$DIAG" 2>&1 | tee "$OUT/diag.txt"
 python3 -m mixgemm.cli tune --shapes llama3-8b,llama3-70b --out "$OUT/profile.json" 2>&1 | tail -1
 echo "tune: $(( $(date +%s) - start )) s"
 python3 -m mixgemm.cli tune --shapes llama3-8b,llama3-70b --formats s4:bf16,u4:f16 --out "$OUT/fresh.json" 2>&1 | tail -1
