@@ -3,8 +3,9 @@
 Operand roles: a Linear weight W is [N, K] (out features x in features). Quantization is
 round-to-nearest per group of `group_size` consecutive k (per-channel: one group of K).
 Scales (and zeros) are [K / group_size, N], N contiguous, in the activation dtype: that is the
-layout the kernels read. Dequantization is, in the activation dtype with a rounding after each op,
-``q * scale`` (s4) or ``q * scale + zero`` (u4, with ``zero = -z * scale`` for integer zero point z).
+layout the kernels read. Dequantization is ``q * scale`` (s4) or ``q * scale + zero`` (u4, with
+``zero = -z * scale`` for integer zero point z), computed as one fused multiply-add and rounded once
+to the activation dtype, as the kernels do (see packed.dequantize).
 
 Formats live in FORMATS; a new format gets test coverage by registering itself there.
 """

@@ -55,14 +55,18 @@ def test_quantize_matches_reference(fmt, act, group_size):
     assert ((wq.float() - w).abs() <= bound).all()
 
 
-def test_dequantize_is_q_times_scale_plus_zero_in_the_activation_dtype():
+@pytest.mark.parametrize("act", [torch.bfloat16, torch.float16])
+def test_dequantize_is_one_fused_multiply_add(act):
     torch.manual_seed(1)
-    w = torch.randn(32, 128, dtype=torch.bfloat16)
+    w = torch.randn(32, 128, dtype=act)
     pw = mixgemm.quantize(w, "u4", 64)
-    q = mixgemm.unpack(pw).to(torch.bfloat16)
-    s = pw.scales.t().repeat_interleave(64, 1)
-    z = pw.zeros.t().repeat_interleave(64, 1)
-    assert torch.equal(mixgemm.dequantize(pw), (q * s) + z)
+    q = mixgemm.unpack(pw).double()
+    s = pw.scales.double().t().repeat_interleave(64, 1)
+    z = pw.zeros.double().t().repeat_interleave(64, 1)
+    fma = (q * s + z).to(act)  # exact in float64, rounded once
+    assert torch.equal(mixgemm.dequantize(pw), fma)
+    two_roundings = (q.to(act) * pw.scales.t().repeat_interleave(64, 1)) + pw.zeros.t().repeat_interleave(64, 1)
+    assert not torch.equal(mixgemm.dequantize(pw), two_roundings)  # the distinction the kernels make
 
 
 def test_sm90_permutation_is_a_bijection_and_inverts():
