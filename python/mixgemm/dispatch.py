@@ -45,6 +45,11 @@ class DispatchKey:
     zero: bool
     out: DType
 
+    @functools.cached_property
+    def token(self) -> str:
+        """Cheap to hash (the dataclass hash walks Enum fields in Python on every call)."""
+        return str(self)
+
     def serves(self, spec: KernelSpec) -> bool:
         return (spec.arch, spec.act, spec.weight, spec.scale, spec.zero, spec.out) == dataclasses.astuple(self)
 
@@ -138,7 +143,7 @@ def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_ind
     """The kernel for this problem, or ValueError listing every candidate and why it was rejected."""
     if kernel:
         return _forced(key, n, k, group_size, kernel)
-    cache_key = (key, m_bucket(m), n, k, group_size, device_index)
+    cache_key = (key.token, m_bucket(m), n, k, group_size, device_index)
     hit = _cache.get(cache_key)
     if hit is not None:
         return hit

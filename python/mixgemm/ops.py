@@ -55,8 +55,8 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): TMA needs a 16-byte aligned base; an offset view is copied
     m = x.shape[0]
-    key = _key(arch, x.dtype, weight_dtype, zeros is not None)
-    choice = dispatch.choose(key, m, n, k, group_size, x.device.index, kernel or None)
+    choice = dispatch.choose(_key(arch, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
+                             x.device.index, kernel or None)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     launch(choice.index, x, data, scales, zeros, out, group_size)
     return out
@@ -80,38 +80,37 @@ def _capability(device_index: int) -> int:
     return 10 * major + minor
 
 
-def _check_args(x, pw, bias, out_dtype) -> torch.dtype:
+def _check_args(x, pw, bias, out_dtype) -> "Plan":
     if not isinstance(pw, PackedWeight):
         raise TypeError(f"pw must be a mixgemm.PackedWeight (from mixgemm.quantize), got {type(pw).__name__}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [..., K], got {type(x).__name__}")
-    n, k = pw.shape
+    plan = pw.plan()
+    n, k = plan.shape
     if x.dim() < 1 or x.shape[-1] != k:
         raise ValueError(f"x.shape={tuple(x.shape)} does not match the weight: the last dim must be K={k}")
-    if x.dtype != pw.act_dtype:
-        raise TypeError(f"x.dtype={x.dtype} but pw was quantized for {pw.act_dtype} activations; cast x, or "
+    if x.dtype != plan.act_dtype:
+        raise TypeError(f"x.dtype={x.dtype} but pw was quantized for {plan.act_dtype} activations; cast x, or "
                         f"quantize with act_dtype={x.dtype}")
     if not x.is_cuda:
         raise ValueError(f"x is on {x.device}; mixgemm kernels run on CUDA devices: move x and pw with .cuda()")
-    if pw.device != x.device:
-        raise ValueError(f"x is on {x.device} but pw is on {pw.device}: move pw with pw.to(x.device)")
-    out_dtype = x.dtype if out_dtype is None else out_dtype
-    if out_dtype != x.dtype:
+    if plan.device != x.device:
+        raise ValueError(f"x is on {x.device} but pw is on {plan.device}: move pw with pw.to(x.device)")
+    if out_dtype is not None and out_dtype != x.dtype:
         raise ValueError(f"out_dtype={out_dtype}: the built kernels write the activation dtype ({x.dtype}); "
                          "pass out_dtype=None and cast the result")
     if bias is not None:
         if not isinstance(bias, torch.Tensor) or bias.shape != (n,):
             raise ValueError(f"bias must be a tensor of shape ({n},), got "
                              f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
-        if bias.device != x.device or bias.dtype != out_dtype:
-            raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {out_dtype} on {x.device}")
-    if torch.compiler.is_compiling():
-        return out_dtype  # the C++ entry checks the device's arch again at run time
-    have = _capability(x.device.index)
-    if have != pw.arch:
-        raise ValueError(f"pw is packed for sm{pw.arch} but {x.device} is sm{have}: quantize again with "
-                         f"arch={have} (or arch=None to take the device's)")
-    return out_dtype
+        if bias.device != x.device or bias.dtype != x.dtype:
+            raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {x.dtype} on {x.device}")
+    if not torch.compiler.is_compiling():  # traced code: the C++ entry checks the arch at run time
+        have = _capability(x.device.index)
+        if have != plan.arch:
+            raise ValueError(f"pw is packed for sm{plan.arch} but {x.device} is sm{have}: quantize again with "
+                             f"arch={have} (or arch=None to take the device's)")
+    return plan
 
 
 def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
@@ -120,10 +119,9 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
 
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
     """
-    _check_args(x, pw, bias, out_dtype)
-    n, k = pw.shape
-    pn, pk = pw.padded_shape
-    lead = x.shape[:-1]
+    p = _check_args(x, pw, bias, out_dtype)
+    n, k = p.shape
+    pn, pk = p.padded_shape
     x2 = x.reshape(-1, k)
     if x2.shape[0] == 0:
         y = x.new_empty((0, n))
@@ -133,12 +131,12 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
         x2 = x2.contiguous()  # TMA reads dense rows
         # NOTE(overhead): eager calls skip the torch.library dispatcher (~10 us); traced code needs the op
         op = gemm_op if torch.compiler.is_compiling() else _forward
-        y = op(x2, pw.data, pw.scales, pw.zeros, pn, pk, pw.group_size, pw.arch, pw.weight_dtype, kernel or "")
+        y = op(x2, p.data, p.scales, p.zeros, pn, pk, p.group_size, p.arch, p.weight_dtype, kernel or "")
         if pn != n:
             y = y[:, :n]
     if bias is not None:
         y = y + bias
-    return y.reshape(*lead, n)
+    return y.reshape(*x.shape[:-1], n)
 
 
 def kernels() -> list[str]:
@@ -148,7 +146,7 @@ def kernels() -> list[str]:
 
 def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] = None) -> dispatch.Explanation:
     """Which kernel gemm(x, pw) would take, the candidates, the rejected ones and why (print it)."""
-    out_dtype = _check_args(x, pw, None, out_dtype)
+    _check_args(x, pw, None, out_dtype)
     pn, pk = pw.padded_shape
     m = x.numel() // pw.shape[1]
-    return dispatch.explain_problem(dispatch.key_for(pw, out_dtype), m, pn, pk, pw.group_size, x.device.index or 0)
+    return dispatch.explain_problem(dispatch.key_for(pw, x.dtype), m, pn, pk, pw.group_size, x.device.index)

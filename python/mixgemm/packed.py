@@ -7,7 +7,7 @@ records its layout and arch and refuses to be read by kernels of another layout.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -17,6 +17,19 @@ from .quant import ACT_DTYPES, FORMATS, LAYOUTS, Layout
 DEFAULT_WEIGHT_DTYPE = "s4"
 DEFAULT_GROUP_SIZE = 128
 DEFAULT_ARCH = 90
+
+
+class Plan(NamedTuple):
+    data: torch.Tensor
+    scales: torch.Tensor
+    zeros: Optional[torch.Tensor]
+    shape: tuple[int, int]
+    padded_shape: tuple[int, int]
+    group_size: int
+    arch: int
+    weight_dtype: str
+    act_dtype: torch.dtype
+    device: torch.device
 
 
 class PackedWeight(torch.nn.Module):
@@ -70,6 +83,24 @@ class PackedWeight(torch.nn.Module):
                              f"got {self.zeros.dtype} {tuple(self.zeros.shape)} on {self.zeros.device}")
         if self.data.device != self.scales.device:
             raise ValueError(f"PackedWeight.data is on {self.data.device} but scales on {self.scales.device}")
+
+    # ---- launch plan ---------------------------------------------------------------------------
+    def plan(self) -> "Plan":
+        """What gemm() needs per call, gathered once (buffer lookups on a Module cost ~0.3 us each)."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = Plan(self.data, self.scales, self.zeros, self.shape, self.padded_shape, self.group_size,
+                        self.arch, self.weight_dtype, self.scales.dtype, self.data.device)
+            self.__dict__["_plan"] = plan
+        return plan
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_plan", None)  # .to()/.cuda() replace the buffers
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.__dict__.pop("_plan", None)
+        return super()._load_from_state_dict(*args, **kwargs)
 
     # ---- metadata --------------------------------------------------------------------------------
     @property
