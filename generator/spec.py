@@ -121,6 +121,12 @@ class KernelSpec:
         )
 
     @property
+    def deterministic(self) -> bool:
+        """True when every output is reduced over K by one CTA in a fixed order (no split-K or
+        stream-K), so results are bit-identical run to run and independent of the batch size."""
+        return self.schedule in (Schedule.COOPERATIVE, Schedule.PINGPONG)
+
+    @property
     def weight_layout(self) -> str:
         """Tag of the packed-weight layout this kernel reads (see python/mixgemm/quant.py)."""
         return weight_layout_tag(self.arch, self.weight, self.act)

@@ -139,15 +139,18 @@ _cache: dict = {}
 
 
 def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0,
-           kernel: Optional[str] = None) -> Choice:
+           kernel: Optional[str] = None, deterministic: bool = False) -> Choice:
     """The kernel for this problem, or ValueError listing every candidate and why it was rejected."""
     if kernel:
-        return _forced(key, n, k, group_size, kernel)
-    cache_key = (key.token, m_bucket(m), n, k, group_size, device_index)
+        choice = _forced(key, n, k, group_size, kernel)
+        if deterministic and not choice.spec.deterministic:
+            raise ValueError(f"kernel={kernel!r} splits K and is not deterministic; drop deterministic=True")
+        return choice
+    cache_key = (key.token, m_bucket(m), n, k, group_size, device_index, deterministic)
     hit = _cache.get(cache_key)
     if hit is not None:
         return hit
-    exp = explain_problem(key, m, n, k, group_size, device_index)
+    exp = explain_problem(key, m, n, k, group_size, device_index, deterministic)
     if exp.choice is None:
         raise ValueError(no_kernel_message(exp))
     _cache[cache_key] = exp.choice
@@ -181,12 +184,16 @@ def profile_group(group_size: int, k: int) -> int:
     return -1 if group_size == k else group_size
 
 
-def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0) -> Explanation:
+def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0,
+                    deterministic: bool = False) -> Explanation:
     sms = sm_count(device_index)
     candidates, rejected = [], []
     for spec, index in built_specs():
         if not key.serves(spec):
             rejected.append((spec.name(), "serves another dtype key"))
+            continue
+        if deterministic and not spec.deterministic:
+            rejected.append((spec.name(), "splits K (not deterministic)"))
             continue
         why = shape_rejection(spec, n, k, group_size)
         if why:

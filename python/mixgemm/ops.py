@@ -51,12 +51,13 @@ def _key(arch: int, act: torch.dtype, weight_dtype: str, zero: bool) -> dispatch
 
 
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-             n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str) -> torch.Tensor:
+             n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str,
+             deterministic: bool = False) -> torch.Tensor:
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): TMA needs a 16-byte aligned base; an offset view is copied
     m = x.shape[0]
     choice = dispatch.choose(_key(arch, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
-                             x.device.index, kernel or None)
+                             x.device.index, kernel or None, deterministic)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     launch(choice.index, x, data, scales, zeros, out, group_size)
     return out
@@ -64,13 +65,14 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
 
 @torch.library.custom_op("mixgemm::gemm", mutates_args=())
 def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-            n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str) -> torch.Tensor:
+            n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str,
+            deterministic: bool = False) -> torch.Tensor:
     """y[M, N] = x[M, K] @ dequant(W)^T for a 2-D, contiguous, validated x (see gemm())."""
-    return _forward(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel)
+    return _forward(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel, deterministic)
 
 
 @gemm_op.register_fake
-def _(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel):
+def _(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel, deterministic=False):
     return x.new_empty((x.shape[0], n))
 
 
@@ -114,10 +116,13 @@ def _check_args(x, pw, bias, out_dtype) -> "Plan":
 
 
 def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
-         out_dtype: Optional[torch.dtype] = None, kernel: Optional[str] = None) -> torch.Tensor:
+         out_dtype: Optional[torch.dtype] = None, kernel: Optional[str] = None,
+         deterministic: bool = False) -> torch.Tensor:
     """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N].
 
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
+    deterministic: only kernels that reduce K in one fixed order (bit-identical results run to run
+        and across batch sizes). Every kernel built today is; split-K kernels will not be.
     """
     p = _check_args(x, pw, bias, out_dtype)
     n, k = p.shape
@@ -131,7 +136,8 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
         x2 = x2.contiguous()  # TMA reads dense rows
         # NOTE(overhead): eager calls skip the torch.library dispatcher (~10 us); traced code needs the op
         op = gemm_op if torch.compiler.is_compiling() else _forward
-        y = op(x2, p.data, p.scales, p.zeros, pn, pk, p.group_size, p.arch, p.weight_dtype, kernel or "")
+        y = op(x2, p.data, p.scales, p.zeros, pn, pk, p.group_size, p.arch, p.weight_dtype, kernel or "",
+               deterministic)
         if pn != n:
             y = y[:, :n]
     if bias is not None:

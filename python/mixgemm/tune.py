@@ -51,6 +51,24 @@ def time_candidates(candidates: dict, passes: int, rep_ms: float) -> dict[str, f
     return {name: round(t, 2) for name, t in best.items()}
 
 
+def parse_ms(text: str) -> list[int]:
+    """'1,16,64' or a geometric run '1,2,4,...,8192' -> the list of M values."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if "..." not in parts:
+        return [int(p) for p in parts]
+    i = parts.index("...")
+    if i < 2 or i != len(parts) - 2:
+        raise ValueError(f"--m {text!r}: write a run as 'a,b,...,last' (geometric, ratio b/a)")
+    head, last = [int(p) for p in parts[:i]], int(parts[-1])
+    ratio = head[-1] / head[-2]
+    if ratio <= 1:
+        raise ValueError(f"--m {text!r}: a run needs an increasing ratio")
+    out = head
+    while out[-1] * ratio <= last:
+        out.append(round(out[-1] * ratio))
+    return out if out[-1] == last else out + [last]
+
+
 def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int = 2) -> dict:
     info = gpu_info()
     entries = []
@@ -96,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
     if not torch.cuda.is_available():
         raise ValueError("mixgemm tune needs a CUDA GPU")
     formats = [tuple(f.split(":")) for f in args.formats.split(",")]
-    doc = tune(parse_shapes(args.shapes), [int(v) for v in args.m.split(",")], formats, args.group_size,
+    doc = tune(parse_shapes(args.shapes), parse_ms(args.m), formats, args.group_size,
                args.rep_ms, args.passes)
     out = Path(args.out or f"profiles/{profile_name(doc['gpu'])}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -171,3 +171,11 @@ def test_explain_says_why():
     pw = make(6144, 4096, "s4", "bf16")
     text = str(mixgemm.explain(torch.randn(4, 4096, device="cuda", dtype=torch.bfloat16), pw))
     assert "pick:" in text and "fallback" in text and "candidates" in text
+
+
+def test_weight_on_the_wrong_device_and_deterministic_flag():
+    pw = make(1024, 1024, "s4", "bf16")
+    x = torch.randn(4, 1024, device="cuda", dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="pw is on cpu"):
+        mixgemm.gemm(x, pw.to("cpu"))
+    assert torch.equal(mixgemm.gemm(x, pw.to("cuda"), deterministic=True), mixgemm.gemm(x, pw))

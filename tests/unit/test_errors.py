@@ -69,3 +69,38 @@ def test_fallback_prefers_small_token_tiles_for_decode_and_big_ones_for_prefill(
     est = lambda m: min(bf16s4, key=lambda s: dispatch.estimate_us(s, m, 28672, 4096, 128, 132)).tile  # noqa: E731
     assert est(1)[1] <= 64
     assert est(4096)[1] >= 128
+
+
+def test_m_runs_expand():
+    from mixgemm.tune import parse_ms
+    assert parse_ms("1,2,4,...,64") == [1, 2, 4, 8, 16, 32, 64]
+    assert parse_ms("1,16,64") == [1, 16, 64]
+    assert parse_ms("16,32,...,100") == [16, 32, 64, 100]
+    with pytest.raises(ValueError, match="geometric"):
+        parse_ms("...,8")
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None)
+@given(lead=st.lists(st.integers(0, 3), max_size=2), k=st.sampled_from([128, 256, 200]),
+       dtype=st.sampled_from([torch.bfloat16, torch.float16, torch.float32, torch.int8]),
+       bias_len=st.sampled_from([None, 64, 10]), out_dtype=st.sampled_from([None, torch.float32]))
+def test_any_bad_cpu_call_raises_a_clear_error(pw, lead, k, dtype, bias_len, out_dtype):
+    """On a CPU-only machine every call is refused with ValueError/TypeError naming what is wrong."""
+    x = torch.zeros(*lead, k, dtype=dtype)
+    bias = None if bias_len is None else torch.zeros(bias_len, dtype=torch.bfloat16)
+    with pytest.raises((ValueError, TypeError)) as err:
+        mixgemm.gemm(x, pw, bias=bias, out_dtype=out_dtype)
+    assert any(word in str(err.value) for word in ("x.", "x is", "pw", "bias", "out_dtype", "K="))
+
+
+def test_deterministic_flag_filters_kernels():
+    from mixgemm import dispatch
+    from mixgemm.generator import default_kernels
+    assert all(s.deterministic for s in default_kernels())
+    key = dispatch.DispatchKey(90, dispatch.DType.BF16, dispatch.DType.S4, dispatch.ScaleMode.GROUP, False,
+                               dispatch.DType.BF16)
+    exp = dispatch.explain_problem(key, 16, 4096, 4096, 128, deterministic=True)
+    assert all("not deterministic" not in why for _, why in exp.rejected)
