@@ -71,7 +71,8 @@ def main(argv=None) -> int:
               f"- tuning grid, profile removed — {summary(grid, 'fallback', 0.15)}"]
     if args.unseen:
         unseen = judge(json.load(open(args.unseen)), args.profile, prof["sms"], prof["gpu"])
-        lines += [f"- shapes not in the profile, nearest-shape pick — {summary(unseen, 'dispatch', 0.15)}",
+        lines += [f"- shapes not in the profile, as dispatched (nearest profiled shape within 25%, else the model) — "
+                  f"{summary(unseen, 'dispatch', 0.15)}",
                   f"- shapes not in the profile, fallback — {summary(unseen, 'fallback', 0.15)}"]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -204,10 +204,11 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
     prof = profiles.load_for(gpu_name(device_index), sms, frozenset(s.name() for s, _ in built_specs()))
     found = prof.lookup(str(key), profile_group(group_size, k), m_bucket(m), n, k) if prof and candidates else None
     if found:
-        times, how = found
+        times, near = found
         measured = [(spec, index, times[spec.name()]) for spec, index, _ in candidates if spec.name() in times]
         if measured:
             spec, index, us = min(measured, key=lambda c: (c[2], c[0].name()))
+            how = "exact" if near is None else f"nearest {near[0]}:{near[1]}"
             choice = Choice(spec, index, f"profile {how}", us)
     if choice is None and candidates:
         spec, index, us = min(candidates, key=lambda c: (c[2], c[0].name()))

@@ -167,10 +167,15 @@ def test_deterministic_and_batch_invariant():
         assert torch.equal(one[0], a[0]), name
 
 
-def test_explain_says_why():
+def test_explain_says_why(monkeypatch):
     pw = make(6144, 4096, "s4", "bf16")
-    text = str(mixgemm.explain(torch.randn(4, 4096, device="cuda", dtype=torch.bfloat16), pw))
-    assert "pick:" in text and "fallback" in text and "candidates" in text
+    x = torch.randn(4, 4096, device="cuda", dtype=torch.bfloat16)
+    text = str(mixgemm.explain(x, pw))
+    assert "pick:" in text and "candidates" in text and ("(profile" in text or "(fallback)" in text)
+    monkeypatch.setenv("MIXGEMM_PROFILE", "")
+    mixgemm.profiles.load_for.cache_clear()
+    assert "(fallback)" in str(mixgemm.explain(x, pw))
+    mixgemm.profiles.load_for.cache_clear()
 
 
 def test_weight_on_the_wrong_device_and_deterministic_flag():

@@ -20,9 +20,10 @@ def entry(n, k, m, times, g=128):
 def test_exact_then_nearest_lookup():
     p = profiles.Profile(doc([entry(4096, 4096, 16, {A: 10.0, B: 12.0}), entry(28672, 4096, 16, {A: 30.0, B: 20.0})]),
                          "t", {A, B})
-    assert p.lookup(KEY, 128, 16, 4096, 4096) == ({A: 10.0, B: 12.0}, "exact")
-    times, how = p.lookup(KEY, 128, 16, 24576, 4096)
-    assert how == "nearest 28672:4096" and times[B] == 20.0
+    assert p.lookup(KEY, 128, 16, 4096, 4096) == ({A: 10.0, B: 12.0}, None)
+    times, near = p.lookup(KEY, 128, 16, 24576, 4096)
+    assert near == (28672, 4096) and times[B] == 20.0
+    assert p.lookup(KEY, 128, 16, 14336, 4096) is None  # too far from any measured shape
     assert p.lookup(KEY, 128, 32, 4096, 4096) is None
     assert p.lookup(KEY, 64, 16, 4096, 4096) is None
 
