@@ -81,15 +81,20 @@ def add_build_time_commands(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=cmd_list)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="mixgemm-generator", description=__doc__)
-    add_build_time_commands(parser.add_subparsers(dest="command", required=True))
+def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
+    """Parse and run a subcommand; a ValueError is the user's mistake: print it, exit status 2."""
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="mixgemm-generator", description=__doc__)
+    add_build_time_commands(parser.add_subparsers(dest="command", required=True))
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -46,12 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .tune import add_arguments as tune_arguments  # noqa: PLC0415
     tune_arguments(t)
     t.set_defaults(func=cmd_tune)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return gen_cli.run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,17 @@ def built_specs() -> tuple[tuple[KernelSpec, int], ...]:
     return tuple((KernelSpec.parse(name), i) for i, (name, _arch) in enumerate(_lib.built_kernels()))
 
 
+def built_by_name() -> dict[str, tuple[KernelSpec, int]]:
+    specs = built_specs()
+    cached = _by_name.get(id(specs))
+    if cached is None:
+        cached = _by_name[id(specs)] = {s.name(): (s, i) for s, i in specs}
+    return cached
+
+
+_by_name: dict[int, dict] = {}
+
+
 def shape_rejection(spec: KernelSpec, n: int, k: int, group_size: int) -> Optional[str]:
     """Why `spec` cannot serve the shape (mirrors the C++ check, which runs again before launch)."""
     tk = tile_k(spec.act)
@@ -158,14 +169,19 @@ def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_ind
 
 
 def _forced(key: DispatchKey, n: int, k: int, group_size: int, kernel: str) -> Choice:
-    for spec, index in built_specs():
-        if spec.name() == kernel:
-            if not key.serves(spec):
-                raise ValueError(f"kernel={kernel!r} does not serve this call ({key})")
-            why = shape_rejection(spec, n, k, group_size)
-            if why:
-                raise ValueError(f"kernel={kernel!r} cannot run this shape: {why}")
-            return Choice(spec, index, "forced")
+    hit = _cache.get((key.token, kernel, n, k, group_size))
+    if hit is not None:
+        return hit
+    found = built_by_name().get(kernel)
+    if found is not None:
+        spec, index = found
+        if not key.serves(spec):
+            raise ValueError(f"kernel={kernel!r} does not serve this call ({key})")
+        why = shape_rejection(spec, n, k, group_size)
+        if why:
+            raise ValueError(f"kernel={kernel!r} cannot run this shape: {why}")
+        choice = _cache[(key.token, kernel, n, k, group_size)] = Choice(spec, index, "forced")
+        return choice
     try:
         KernelSpec.parse(kernel)
     except ValueError as e:
