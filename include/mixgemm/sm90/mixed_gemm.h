@@ -8,6 +8,7 @@
 // dequant(W) = q * scale (+ zero), scale/zero [K / group, N] with N contiguous.
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -103,7 +104,8 @@ struct MixedGemm {
     return counts[device];
   }
 
-  static int check(const mixgemm_problem& p, std::string& err) {
+  // Checks that need no CUTLASS arguments: device, shape, group size, pointers.
+  static int check_problem(const mixgemm_problem& p, std::string& err) {
     if (int s = detail::check_device_arch(90, err)) return s;
     if (p.m < 1 || p.n < 1 || p.k < 1) return (err = "m, n and k must be positive", MIXGEMM_INVALID_ARGUMENT);
     if (p.n % 16 != 0) return (err = "n must be a multiple of 16 (weight layout atom)", MIXGEMM_INVALID_ARGUMENT);
@@ -117,22 +119,50 @@ struct MixedGemm {
     for (auto [ptr, what] : {std::pair{p.x, "x"}, {p.w, "w"}, {p.scales, "scales"}, {static_cast<const void*>(p.y), "y"}})
       if (int s = detail::check_aligned(ptr, what, err)) return s;
     if (kZero) if (int s = detail::check_aligned(p.zeros, "zeros", err)) return s;
-    if (Gemm::can_implement(arguments(p)) != cutlass::Status::kSuccess)
-      return (err = "CUTLASS can_implement rejected the problem", MIXGEMM_INVALID_ARGUMENT);
-    if (p.workspace_bytes < workspace_bytes(p)) return (err = "workspace too small", MIXGEMM_INVALID_ARGUMENT);
     return MIXGEMM_OK;
+  }
+
+  static int check_arguments(const mixgemm_problem& p, const typename Gemm::Arguments& args, std::string& err) {
+    if (Gemm::can_implement(args) != cutlass::Status::kSuccess)
+      return (err = "CUTLASS can_implement rejected the problem", MIXGEMM_INVALID_ARGUMENT);
+    if (p.workspace_bytes < Gemm::get_workspace_size(args)) return (err = "workspace too small", MIXGEMM_INVALID_ARGUMENT);
+    return MIXGEMM_OK;
+  }
+
+  static int check(const mixgemm_problem& p, std::string& err) {
+    if (int s = check_problem(p, err)) return s;
+    return check_arguments(p, arguments(p), err);
   }
 
   static size_t workspace_bytes(const mixgemm_problem& p) { return Gemm::get_workspace_size(arguments(p)); }
 
+  // NOTE(overhead): the kernel's shared-memory limit is raised once per device, not on every launch
+  // as GemmUniversalAdapter::initialize does.
+  static cudaError_t raise_smem_limit() {
+    constexpr int smem = Kernel::SharedStorageSize;
+    if constexpr (smem < (48 << 10)) return cudaSuccess;
+    int device = 0;
+    cudaGetDevice(&device);
+    static std::atomic<bool> done[64] = {};
+    if (device >= 0 && device < 64 && done[device].load(std::memory_order_acquire)) return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(cutlass::device_kernel<Kernel>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e == cudaSuccess && device >= 0 && device < 64) done[device].store(true, std::memory_order_release);
+    return e;
+  }
+
   static int run(const mixgemm_problem& p, cudaStream_t stream, std::string& err) {
-    if (int s = check(p, err)) return s;
-    Gemm gemm;
+    if (int s = check_problem(p, err)) return s;
     auto args = arguments(p);
-    cutlass::Status status = gemm.initialize(args, p.workspace, stream);
+    if (int s = check_arguments(p, args, err)) return s;
+    if (cudaError_t e = raise_smem_limit(); e != cudaSuccess) {
+      cudaGetLastError();
+      return (err = std::string("cudaFuncSetAttribute failed: ") + cudaGetErrorString(e), MIXGEMM_LAUNCH_FAILED);
+    }
+    cutlass::Status status = Kernel::initialize_workspace(args, p.workspace, stream);
     if (status != cutlass::Status::kSuccess)
-      return (err = std::string("CUTLASS initialize failed: ") + cutlassGetStatusString(status), MIXGEMM_LAUNCH_FAILED);
-    status = gemm.run(stream);
+      return (err = std::string("CUTLASS workspace initialization failed: ") + cutlassGetStatusString(status), MIXGEMM_LAUNCH_FAILED);
+    auto params = Kernel::to_underlying_arguments(args, p.workspace);
+    status = Gemm::run(params, stream);
     cudaError_t cuda = cudaGetLastError();
     if (status != cutlass::Status::kSuccess || cuda != cudaSuccess)
       return (err = std::string("launch failed: ") + cutlassGetStatusString(status) + " / " + cudaGetErrorString(cuda),
