@@ -15,6 +15,10 @@ from .packed import PackedWeight
 from .quant import ACT_DTYPES
 
 _workspace_bytes: dict[tuple, int] = {}
+# NOTE(overhead): torch.cuda.current_stream() builds a Stream object (~1.5 us); Inductor's raw getter
+# returns the cudaStream_t as an int. Fall back to the public API where a torch lacks it.
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
+    lambda device: torch.cuda.current_stream(device).cuda_stream)
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
@@ -35,7 +39,7 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     lib.run(index, x.data_ptr(), data.data_ptr(), scales.data_ptr(),
             zeros.data_ptr() if zeros is not None else 0, out.data_ptr(), m, n, k, group_size,
             workspace.data_ptr() if workspace is not None else 0, ws_bytes,
-            torch.cuda.current_stream(device).cuda_stream)
+            _raw_stream(device))
 
 
 _keys: dict[tuple, dispatch.DispatchKey] = {}
