@@ -86,9 +86,11 @@ class Explanation:
         return "\n".join(lines)
 
 
-def key_for(pw, out_dtype: torch.dtype) -> DispatchKey:
-    return DispatchKey(arch=pw.arch, act=ACT_DTYPES[pw.act_dtype], weight=DType.from_short(pw.weight_dtype),
-                       scale=ScaleMode.GROUP, zero=pw.zero_point, out=ACT_DTYPES[out_dtype])
+@functools.cache
+def key(arch: int, act: torch.dtype, weight_dtype: str, zero: bool) -> DispatchKey:
+    """The dispatch key of a call: a PackedWeight's arch, format and zero points, x's dtype (the
+    kernels write the activation dtype)."""
+    return DispatchKey(arch, ACT_DTYPES[act], DType.from_short(weight_dtype), ScaleMode.GROUP, zero, ACT_DTYPES[act])
 
 
 @functools.cache

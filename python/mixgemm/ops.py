@@ -12,7 +12,6 @@ import torch
 
 from . import _lib, dispatch
 from .packed import PackedWeight
-from .quant import ACT_DTYPES
 
 _workspace_bytes: dict[tuple, int] = {}
 # NOTE(overhead): torch.cuda.current_stream() builds a Stream object (~1.5 us); Inductor's raw getter
@@ -42,25 +41,13 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
             _raw_stream(device))
 
 
-_keys: dict[tuple, dispatch.DispatchKey] = {}
-
-
-def _key(arch: int, act: torch.dtype, weight_dtype: str, zero: bool) -> dispatch.DispatchKey:
-    key = _keys.get((arch, act, weight_dtype, zero))
-    if key is None:
-        key = _keys[(arch, act, weight_dtype, zero)] = dispatch.DispatchKey(
-            arch, ACT_DTYPES[act], dispatch.DType.from_short(weight_dtype), dispatch.ScaleMode.GROUP, zero,
-            ACT_DTYPES[act])
-    return key
-
-
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
              n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str,
              deterministic: bool = False) -> torch.Tensor:
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): TMA needs a 16-byte aligned base; an offset view is copied
     m = x.shape[0]
-    choice = dispatch.choose(_key(arch, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
+    choice = dispatch.choose(dispatch.key(arch, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
                              x.device.index, kernel or None, deterministic)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     launch(choice.index, x, data, scales, zeros, out, group_size)
@@ -159,4 +146,5 @@ def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] 
     _check_args(x, pw, None, out_dtype)
     pn, pk = pw.padded_shape
     m = x.numel() // pw.shape[1]
-    return dispatch.explain_problem(dispatch.key_for(pw, x.dtype), m, pn, pk, pw.group_size, x.device.index)
+    return dispatch.explain_problem(dispatch.key(pw.arch, x.dtype, pw.weight_dtype, pw.zero_point), m, pn, pk,
+                                    pw.group_size, x.device.index)

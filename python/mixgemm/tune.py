@@ -77,7 +77,7 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
     for weight, act in formats:
         for _name, n, k in shapes:
             pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group_size, act_dtype=TORCH[act])
-            key = dispatch.key_for(pw, TORCH[act])
+            key = dispatch.key(pw.arch, TORCH[act], weight, pw.zero_point)
             for m in ms:
                 x = torch.randn(m, k, device="cuda", dtype=TORCH[act])
                 out = torch.empty(m, n, device="cuda", dtype=TORCH[act])
