@@ -159,7 +159,8 @@ def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_ind
         if deterministic and not choice.spec.deterministic:
             raise ValueError(f"kernel={kernel!r} splits K and is not deterministic; drop deterministic=True")
         return choice
-    cache_key = (key.token, m_bucket(m), n, k, group_size, device_index, deterministic)
+    # NOTE(cache): keyed by the exact M (the model estimates with it), so explain() and gemm() agree
+    cache_key = (key.token, m, n, k, group_size, device_index, deterministic)
     hit = _cache.get(cache_key)
     if hit is not None:
         return hit
