@@ -1,8 +1,8 @@
 """Kernel selection: (dtype key) -> built candidates -> (M, N, K) -> one kernel, and why.
 
 Order: an explicit ``kernel=`` name; else a measured profile (profiles/<gpu>.json, written by
-``mixgemm tune``; see profiles.py); else an analytical roofline estimate over the candidates' tiles. Choices are
-cached per (key, M bucket, N, K, group size, device).
+``mixgemm tune``; see profiles.py); else an analytical roofline estimate over the candidates' tiles.
+Choices are cached per (key, M, N, K, group size, device).
 """
 from __future__ import annotations
 
