@@ -4,11 +4,13 @@
     mixgemm list [--all] [--kernels FILTER]        (marks what this installation has built)
     mixgemm bench [--shapes ...] [--m ...] [--markdown FILE]
     mixgemm tune [--shapes ...] [--m ...] [--out profiles/<gpu>.json]
+    mixgemm cmake-dir                               (for C++: find_package(mixgemm), mixgemm::mixgemm)
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from . import _lib
@@ -20,6 +22,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not _lib.available():
         print("note: the kernel library is not built in this installation", file=sys.stderr)
     return gen_cli.cmd_list(args, built=built)
+
+
+def cmd_cmake_dir(args: argparse.Namespace) -> int:
+    print(Path(__file__).resolve().parent / "share" / "cmake" / "mixgemm")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -38,6 +45,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     gen_cli.add_build_time_commands(sub)
     sub.choices["list"].set_defaults(func=cmd_list)
+    c = sub.add_parser("cmake-dir", help="print the folder of mixgemmConfig.cmake (for -Dmixgemm_DIR=)")
+    c.set_defaults(func=cmd_cmake_dir)
     b = sub.add_parser("bench", help="time mixgemm against cuBLAS and peers, as % of the roofline")
     from .bench import add_arguments  # noqa: PLC0415
     add_arguments(b)
