@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 import mixgemm.dispatch as dispatch
 import mixgemm.profiles as profiles

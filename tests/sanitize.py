@@ -14,7 +14,7 @@ from mixgemm.generator import KernelSpec
 from mixgemm.ops import launch
 name = sys.argv[1]
 spec = KernelSpec.parse(name)
-act = {"bf16": torch.bfloat16, "f16": torch.float16}[spec.act.short]
+act = mixgemm.quant.torch_dtype(spec.act)
 pw = mixgemm.quantize(torch.randn(256, 512, device="cuda"), spec.weight.short, 128, act_dtype=act)
 for m in (1, 33):
     x = torch.randn(m, 512, device="cuda", dtype=act)

@@ -16,7 +16,7 @@ import torch
 from . import _lib, profiles
 from .generator.catalog import tile_k
 from .generator.spec import DType, KernelSpec, ScaleMode
-from .quant import ACT_DTYPES
+from .quant import ACT_DTYPES, LAYOUTS
 
 @dataclasses.dataclass(frozen=True)
 class FallbackModel:
@@ -98,22 +98,17 @@ def built_specs() -> tuple[tuple[KernelSpec, int], ...]:
     return tuple((KernelSpec.parse(name), i) for i, (name, _arch) in enumerate(_lib.built_kernels()))
 
 
+@functools.cache
 def built_by_name() -> dict[str, tuple[KernelSpec, int]]:
-    specs = built_specs()
-    cached = _by_name.get(id(specs))
-    if cached is None:
-        cached = _by_name[id(specs)] = {s.name(): (s, i) for s, i in specs}
-    return cached
-
-
-_by_name: dict[int, dict] = {}
+    return {s.name(): (s, i) for s, i in built_specs()}
 
 
 def shape_rejection(spec: KernelSpec, n: int, k: int, group_size: int) -> Optional[str]:
     """Why `spec` cannot serve the shape (mirrors the C++ check, which runs again before launch)."""
     tk = tile_k(spec.act)
-    if n % 16:
-        return f"N={n} is not a multiple of 16"
+    n_multiple = LAYOUTS[spec.arch].n_multiple
+    if n % n_multiple:
+        return f"N={n} is not a multiple of {n_multiple}"
     if k % tk:
         return f"K={k} is not a multiple of the tile k {tk}"
     if group_size != k and group_size % tk:

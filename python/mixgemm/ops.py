@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from . import _lib, dispatch
-from .packed import PackedWeight
+from .packed import PackedWeight, Plan
 
 _workspace_bytes: dict[tuple, int] = {}
 # NOTE(overhead): torch.cuda.current_stream() builds a Stream object (~1.5 us); Inductor's raw getter
@@ -73,7 +73,7 @@ def _capability(device_index: int) -> int:
     return 10 * major + minor
 
 
-def _check_args(x, pw, bias, out_dtype) -> "Plan":
+def _check_args(x, pw, bias, out_dtype) -> Plan:
     if not isinstance(pw, PackedWeight):
         raise TypeError(f"pw must be a mixgemm.PackedWeight (from mixgemm.quantize), got {type(pw).__name__}")
     if not isinstance(x, torch.Tensor):

@@ -11,7 +11,6 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .generator.spec import DType
 from .quant import ACT_DTYPES, FORMATS, LAYOUTS, Layout
 
 DEFAULT_WEIGHT_DTYPE = "s4"

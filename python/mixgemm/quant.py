@@ -18,7 +18,15 @@ import torch
 
 from .generator.spec import DType, weight_layout_tag
 
-ACT_DTYPES = {torch.bfloat16: DType.BF16, torch.float16: DType.F16}
+def torch_dtype(d: DType | str) -> torch.dtype:
+    """The torch dtype of a DType (or its short name, e.g. 'bf16'); the fact lives on DType."""
+    d = DType.from_short(d) if isinstance(d, str) else d
+    if d.torch_name is None:
+        raise ValueError(f"{d.short} has no torch dtype")
+    return getattr(torch, d.torch_name)
+
+
+ACT_DTYPES = {torch_dtype(d): d for d in (DType.BF16, DType.F16)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,10 +18,10 @@ from . import dispatch
 from .bench import SHAPE_SETS, SHAPES, bench_us, gpu_info
 from .ops import launch
 from .packed import quantize
+from .quant import torch_dtype
 from .profiles import PROFILE_VERSION, profile_name
 
 DEFAULT_M = tuple(1 << i for i in range(14))  # 1 .. 8192: the M buckets dispatch uses
-TORCH = {"bf16": torch.bfloat16, "f16": torch.float16}
 
 
 def parse_shapes(text: str) -> list[tuple[str, int, int]]:
@@ -76,11 +76,11 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
     done, start = 0, time.time()
     for weight, act in formats:
         for _name, n, k in shapes:
-            pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group_size, act_dtype=TORCH[act])
-            key = dispatch.key(pw.arch, TORCH[act], weight, pw.zero_point)
+            pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group_size, act_dtype=torch_dtype(act))
+            key = dispatch.key(pw.arch, torch_dtype(act), weight, pw.zero_point)
             for m in ms:
-                x = torch.randn(m, k, device="cuda", dtype=TORCH[act])
-                out = torch.empty(m, n, device="cuda", dtype=TORCH[act])
+                x = torch.randn(m, k, device="cuda", dtype=torch_dtype(act))
+                out = torch.empty(m, n, device="cuda", dtype=torch_dtype(act))
                 exp = dispatch.explain_problem(key, m, n, k, pw.group_size)
                 index = {s.name(): i for s, i in dispatch.built_specs()}
                 times = time_candidates(

@@ -8,12 +8,12 @@ import torch
 import mixgemm
 from mixgemm.generator import KernelSpec
 from mixgemm.ops import launch
+from mixgemm.quant import torch_dtype
 from mixgemm.testing import assert_close_to_reference, reference
 
 pytestmark = pytest.mark.gpu
 
 M_BOUNDARIES = (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4097)
-TORCH = {"bf16": torch.bfloat16, "f16": torch.float16}
 FORMATS = [("s4", "bf16"), ("s4", "f16"), ("u4", "bf16"), ("u4", "f16")]
 
 
@@ -24,7 +24,7 @@ def built():
 def make(n, k, weight="s4", act="bf16", group_size=128, pad=False, seed=0, scale=0.02):
     g = torch.Generator(device="cuda").manual_seed(seed)
     w = torch.randn(n, k, device="cuda", generator=g) * scale
-    return mixgemm.quantize(w, weight, group_size, act_dtype=TORCH[act], pad=pad)
+    return mixgemm.quantize(w, weight, group_size, act_dtype=torch_dtype(act), pad=pad)
 
 
 @pytest.mark.parametrize("name", built())
@@ -32,7 +32,7 @@ def test_m_over_every_tile_boundary(name):
     spec = KernelSpec.parse(name)
     pw = make(576, 1792, spec.weight.short, spec.act.short)
     for m in M_BOUNDARIES:
-        x = torch.randn(m, 1792, device="cuda", dtype=TORCH[spec.act.short])
+        x = torch.randn(m, 1792, device="cuda", dtype=torch_dtype(spec.act))
         out = torch.full((m, 576), float("nan"), device="cuda", dtype=x.dtype)
         launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
         assert_close_to_reference(out, reference(x, pw), f"{name} M={m}")
@@ -44,7 +44,7 @@ def test_m_over_every_tile_boundary(name):
 def test_awkward_shapes(weight, act, n, k, g):
     pw = make(n, k, weight, act, g, pad=n % 16 != 0)
     for m in (1, 33, 257):
-        x = torch.randn(m, k, device="cuda", dtype=TORCH[act])
+        x = torch.randn(m, k, device="cuda", dtype=torch_dtype(act))
         y = mixgemm.gemm(x, pw)
         assert y.shape == (m, n)
         assert_close_to_reference(y, reference(x, pw), f"{weight}x{act} N={n} K={k} g={g} M={m}")
@@ -75,7 +75,7 @@ def test_edge_scales(act, case):
         s.fill_(1e4 if act == "f16" else 1e30)
     else:
         s[::2].zero_()
-    x = torch.randn(33, 1024, device="cuda", dtype=TORCH[act]) * (1e-3 if case == "huge" else 1)
+    x = torch.randn(33, 1024, device="cuda", dtype=torch_dtype(act)) * (1e-3 if case == "huge" else 1)
     y = mixgemm.gemm(x, pw)
     ref = reference(x, pw)
     finite = torch.isfinite(ref.to(y.dtype))
@@ -88,18 +88,18 @@ def test_edge_scales(act, case):
 def test_zero_points_at_the_ends(act):
     w = torch.rand(512, 1024, device="cuda") * 0.1  # all positive: zero point 0
     w[256:] -= 0.1                                      # all negative: zero point 15
-    pw = mixgemm.quantize(w, "u4", 128, act_dtype=TORCH[act])
+    pw = mixgemm.quantize(w, "u4", 128, act_dtype=torch_dtype(act))
     z = -(pw.zeros.float() / pw.scales.float())
     assert torch.allclose(z[:, :256], torch.zeros(1, device="cuda"), atol=1e-2)
     assert torch.allclose(z[:, 256:], torch.full((1,), 15.0, device="cuda"), atol=0.1)
-    x = torch.randn(17, 1024, device="cuda", dtype=TORCH[act])
+    x = torch.randn(17, 1024, device="cuda", dtype=torch_dtype(act))
     assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), "zero points 0 and 15")
 
 
 @pytest.mark.parametrize("act", ["bf16", "f16"])
 def test_nan_and_inf_propagate_like_a_dense_gemm(act):
     pw = make(1024, 2048, "s4", act)
-    x = torch.randn(8, 2048, device="cuda", dtype=TORCH[act])
+    x = torch.randn(8, 2048, device="cuda", dtype=torch_dtype(act))
     x[2, 5] = float("nan")
     x[5, 7] = float("inf")
     y = mixgemm.gemm(x, pw)

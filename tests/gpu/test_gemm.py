@@ -13,15 +13,14 @@ import torch
 import mixgemm
 from mixgemm import _lib
 from mixgemm.generator import KernelSpec
+from mixgemm.bench import SHAPES
 from mixgemm.ops import launch
+from mixgemm.quant import torch_dtype
 
 pytestmark = pytest.mark.gpu
 
-SHAPES = {"l3-8b.qkv": (6144, 4096), "l3-8b.gate_up": (28672, 4096), "l3-8b.down": (4096, 14336),
-          "l3-70b.qkv": (10240, 8192), "l3-70b.gate_up": (57344, 8192), "l3-70b.down": (8192, 28672)}
 MS = (1, 13, 64, 257, 4096)
 TOL = 1e-2  # relative Frobenius error; fp32 accumulation of 16-bit products lands near 1e-3
-TORCH = {"bf16": torch.bfloat16, "f16": torch.float16}
 
 
 def built() -> list[str]:
@@ -33,7 +32,7 @@ def packed_and_reference(n: int, k: int, weight: str, act: str, group_size: int,
     """A PackedWeight and its dequantized weight in fp32 (the reference operand)."""
     g = torch.Generator(device="cuda").manual_seed(seed)
     w = torch.randn(n, k, device="cuda", generator=g, dtype=torch.float32) * 0.02
-    pw = mixgemm.quantize(w, weight, group_size, act_dtype=TORCH[act])
+    pw = mixgemm.quantize(w, weight, group_size, act_dtype=torch_dtype(act))
     return pw, mixgemm.dequantize(pw).float()
 
 
@@ -48,7 +47,7 @@ def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
 def check_kernel(name: str, n: int, k: int, m: int, group_size: int) -> None:
     spec = KernelSpec.parse(name)
     pw, w_ref = packed_and_reference(n, k, spec.weight.short, spec.act.short, group_size)
-    x = torch.randn(m, k, device="cuda", dtype=TORCH[spec.act.short])
+    x = torch.randn(m, k, device="cuda", dtype=torch_dtype(spec.act))
     out = torch.full((m, n), float("nan"), device="cuda", dtype=x.dtype)
     launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
     torch.cuda.synchronize()
@@ -79,9 +78,9 @@ def test_every_kernel_other_group_sizes(name, group_size):
 def test_dispatched_gemm_api(weight, act):
     n, k = 6144, 4096
     pw = packed(n, k, weight, act, 128, seed=1)
-    bias = torch.randn(n, device="cuda", dtype=TORCH[act])
+    bias = torch.randn(n, device="cuda", dtype=torch_dtype(act))
     for m in MS:
-        x = torch.randn(m, k, device="cuda", dtype=TORCH[act])
+        x = torch.randn(m, k, device="cuda", dtype=torch_dtype(act))
         y = mixgemm.gemm(x, pw, bias=bias)
         ref = x.float() @ mixgemm.dequantize(pw).float().t() + bias.float()
         assert y.shape == (m, n) and y.dtype == x.dtype
