@@ -5,31 +5,48 @@ Run from a source tree as ``python -m generator.cli`` (CMake does), or installed
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .catalog import catalog, default_kernels, select
-from .manifest import cuda_arch, generate
+from .catalog import catalog, known_targets, select
+from .family import FAMILIES
+from .manifest import generate
+
+_TARGET = re.compile(r"(?:sm_?|compute_)?(\d+a?)")
 
 
-def parse_archs(text: Optional[str]) -> Optional[list[int]]:
-    """'90a;80' or '90,80' -> [90, 80]; None or '' -> None (every arch)."""
+def parse_archs(text: Optional[str]) -> Optional[list[str]]:
+    """'90a;80', 'sm_90a,sm80' or '90' -> nvcc targets ['90a', '80'] / ['90']; None or '' -> None (all)."""
     if not text:
         return None
     archs = []
     for token in text.replace(";", ",").split(","):
-        token = token.strip().lower().removeprefix("sm").removeprefix("sm_").rstrip("a")
-        if token:
-            if not token.isdigit():
-                raise ValueError(f"--arch: {text!r} is not a list of archs such as '90a' or '80;90a'")
-            archs.append(int(token))
+        token = token.strip().lower()
+        if not token:
+            continue
+        m = _TARGET.fullmatch(token)
+        if m is None:
+            raise ValueError(f"--arch: {token!r} in {text!r} is not an arch such as '90a', 'sm_90a' or '80'")
+        archs.append(m[1])
     return archs
 
 
+def selected(kernels: Optional[str], arch: Optional[str]) -> list:
+    """The kernels a filter and an --arch select; an arch no family compiles for is an error."""
+    archs = parse_archs(arch)
+    specs = select(kernels, archs)
+    if archs is not None and not specs and kernels != "none":
+        raise ValueError(f"--arch {arch}: no kernel in this selection has code for it; the families compile for "
+                         f"{', '.join(known_targets())} ({', '.join(sorted(FAMILIES))})")
+    return specs
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    specs = select(args.kernels, parse_archs(args.arch))
-    report = generate(specs, Path(args.out))
+    specs = selected(args.kernels, args.arch)
+    report = generate(specs, Path(args.out), parse_archs(args.arch))
     if not args.quiet:
         print(f"{len(specs)} kernels -> {args.out}: {len(report['written'])} written, "
               f"{len(report['unchanged'])} unchanged, {len(report['removed'])} removed")
@@ -43,12 +60,10 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def list_rows(specs, built: Optional[set[str]]) -> list[list[str]]:
-    defaults = {s.name() for s in default_kernels()}
     rows = []
     for s in specs:
-        row = [s.name(), f"sm{cuda_arch(s.arch)}", f"{s.act.short} x {s.weight.short}{'+z' if s.zero else ''}",
-               "x".join(map(str, s.tile)), "x".join(map(str, s.cluster)), s.schedule.short,
-               "yes" if s.name() in defaults else ""]
+        row = [s.name(), s.token, ",".join(map(str, s.capabilities())), s.describe_types(), s.config(),
+               "yes" if s.in_default_set() else ""]
         if built is not None:
             row.append("yes" if s.name() in built else "")
         rows.append(row)
@@ -56,39 +71,45 @@ def list_rows(specs, built: Optional[set[str]]) -> list[list[str]]:
 
 
 def cmd_list(args: argparse.Namespace, built: Optional[set[str]] = None) -> int:
-    specs = catalog() if args.all else select(args.kernels, parse_archs(args.arch))
-    header = ["name", "arch", "types", "tile (n x m x k)", "cluster", "sched", "default"]
+    specs = selected("all" if args.all else args.kernels, args.arch)
+    header = ["name", "family", "runs on", "types", "config", "default"]
     if built is not None:
         header.append("built")
     print(format_table(list_rows(specs, built), header))
     print(f"\n{len(specs)} kernels" + (f", {sum(s.name() in built for s in specs)} built" if built is not None else ""))
+    print("families: " + "; ".join(f"{t} = {FAMILIES[t].title}" for t in sorted(FAMILIES)))
     return 0
 
 
 def add_build_time_commands(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("generate", help="write kernel sources, manifest.json and manifest.cmake")
-    g.add_argument("--arch", default=None, help="archs to generate, e.g. '90a' or '80;90a' (default: all)")
+    g.add_argument("--arch", default=None, help="nvcc targets to generate for, e.g. '90a' or '80;90a' (default: all)")
     g.add_argument("--kernels", default=None,
-                   help="filter: 'default', 'all', or comma-separated tokens; a token's '+'-joined parts "
-                        "must all occur in a kernel's name (e.g. 'bf16xs4+t128x16')")
+                   help="filter: 'default', 'smoke', 'all', or comma-separated tokens; a token's '+'-joined "
+                        "parts must all occur in a kernel's name (e.g. 'bf16xs4+t128x16')")
     g.add_argument("--out", default="kernels_generated", help="output folder (default: kernels_generated)")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)
-    ls = sub.add_parser("list", help="print the catalogue (name, arch, types, tile) and what is built")
+    ls = sub.add_parser("list", help="print the catalogue (name, family, capabilities, types) and what is built")
     ls.add_argument("--all", action="store_true", help="the whole catalogue, not just the default set")
-    ls.add_argument("--arch", default=None)
+    ls.add_argument("--arch", default=None, help="only kernels with code for these targets, e.g. '80' or '90a'")
     ls.add_argument("--kernels", default=None, help="same filter syntax as generate")
     ls.set_defaults(func=cmd_list)
 
 
 def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
-    """Parse and run a subcommand; a ValueError is the user's mistake: print it, exit status 2."""
+    """Parse and run a subcommand; a ValueError is the user's mistake: print it, exit status 2.
+    A closed pipe (`mixgemm list --all | head`) ends the command quietly."""
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # NOTE(pipe): point stdout at devnull so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,54 +1,67 @@
-"""Writes kernels_generated/: one .cu per kernel, manifest.json and manifest.cmake.
+"""Writes a folder of generated kernels: one .cu per kernel, manifest.json and manifest.cmake.
 
 Deterministic (sorted, no timestamps), incremental (a file is rewritten only when its content
 changes, so ninja and ccache keep their work) and clean (stale generated kernels are removed).
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
+from .family import KernelSpec
 from .render import render, render_kernel
-from .spec import KernelSpec
 
-MANIFEST_VERSION = 1
-GENERATED_PREFIX = "mixgemm_sm"
-
-
-def cuda_arch(arch: int) -> str:
-    """The nvcc arch name a spec's arch compiles for (Hopper kernels need the 'a' features)."""
-    return {90: "90a"}.get(arch, str(arch))
+MANIFEST_VERSION = 2
+GENERATED_PREFIX = "mixgemm_"
 
 
-def manifest_entry(spec: KernelSpec) -> dict:
-    return {
-        "name": spec.name(),
-        "arch": spec.arch,
-        "cuda_arch": cuda_arch(spec.arch),
-        "act": spec.act.short,
-        "weight": spec.weight.short,
-        "scale": spec.scale.name.lower(),
-        "zero": spec.zero,
-        "out": spec.out.short,
-        "tile": list(spec.tile),
-        "cluster": list(spec.cluster),
-        "schedule": spec.schedule.short,
-        "weight_layout": spec.weight_layout,
-        "file": f"{spec.name()}.cu",
-    }
+def _plain(v):
+    if isinstance(v, enum.Enum):
+        return getattr(v, "short", v.value)
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
 
 
-def manifest_json(specs: list[KernelSpec]) -> str:
-    doc = {"version": MANIFEST_VERSION, "kernels": [manifest_entry(s) for s in specs]}
-    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+def manifest_entry(spec: KernelSpec, targets: tuple[str, ...]) -> dict:
+    fields = {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    return {"name": spec.name(), "family": spec.token, "fields": fields, "targets": list(targets),
+            "capabilities": list(spec.capabilities(targets)), "weight_layout": spec.layout,
+            "deterministic": spec.deterministic, "file": f"{spec.name()}.cu"}
 
 
-def manifest_cmake(specs: list[KernelSpec]) -> str:
-    by_arch: dict[str, list[KernelSpec]] = {}
-    for s in specs:
-        by_arch.setdefault(cuda_arch(s.arch), []).append(s)
-    return render("manifest.cmake.j2", archs=sorted(by_arch), by_arch=by_arch)
+def gencode(target: str) -> str:
+    return f"-gencode=arch=compute_{target},code=sm_{target}"
+
+
+def plan(specs: Iterable[KernelSpec], archs: Optional[Iterable[str]]) -> list[tuple[KernelSpec, tuple[str, ...]]]:
+    """(spec, targets) for each spec with code for the wanted archs (None: every target), sorted."""
+    archs = None if archs is None else list(archs)
+    out = [(s, s.targets(archs)) for s in sorted(dict.fromkeys(specs), key=KernelSpec.name)]
+    return [(s, t) for s, t in out if t]
+
+
+def generate(specs: Iterable[KernelSpec], out: Path, archs: Optional[Iterable[str]] = None) -> dict[str, list[str]]:
+    """Emit sources for `specs` (compiled for `archs`, default all of each kernel's targets) into
+    `out`. Returns the file names written, kept and removed."""
+    planned = plan(specs, archs)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {f"{s.name()}.cu": render_kernel(s, t) for s, t in planned}
+    files["manifest.json"] = json.dumps({"version": MANIFEST_VERSION,
+                                         "kernels": [manifest_entry(s, t) for s, t in planned]},
+                                        indent=1, sort_keys=True) + "\n"
+    files["manifest.cmake"] = render("manifest.cmake.j2", kernels=[(s, [gencode(x) for x in t]) for s, t in planned])
+    report: dict[str, list[str]] = {"written": [], "unchanged": [], "removed": []}
+    for name, text in files.items():
+        report["written" if write_if_changed(out / name, text) else "unchanged"].append(name)
+    for stale in sorted(out.glob(f"{GENERATED_PREFIX}*.cu")):
+        if stale.name not in files:
+            stale.unlink()
+            report["removed"].append(stale.name)
+    return report
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -58,23 +71,6 @@ def write_if_changed(path: Path, text: str) -> bool:
     tmp.write_text(text)
     tmp.replace(path)
     return True
-
-
-def generate(specs: Iterable[KernelSpec], out: Path) -> dict[str, list[str]]:
-    """Emit sources for `specs` into `out`. Returns the file names written, kept and removed."""
-    specs = sorted(dict.fromkeys(specs), key=KernelSpec.name)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {f"{s.name()}.cu": render_kernel(s) for s in specs}
-    files["manifest.json"] = manifest_json(specs)
-    files["manifest.cmake"] = manifest_cmake(specs)
-    report: dict[str, list[str]] = {"written": [], "unchanged": [], "removed": []}
-    for name, text in files.items():
-        report["written" if write_if_changed(out / name, text) else "unchanged"].append(name)
-    for stale in sorted(out.glob(f"{GENERATED_PREFIX}*.cu")):
-        if stale.name not in files:
-            stale.unlink()
-            report["removed"].append(stale.name)
-    return report
 
 
 def read_manifest(path: Path) -> list[dict]:

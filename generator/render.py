@@ -1,24 +1,23 @@
-"""Jinja rendering: one Environment (StrictUndefined, registered helpers) for every template."""
+"""Jinja rendering: one Environment per template folder (StrictUndefined, registered helpers)."""
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Optional
 
 import jinja2
 
-from .spec import KernelSpec
+from .family import TEMPLATE_DIR, KernelSpec
 
 
 def template_dir() -> Path:
-    """templates/ beside this package: the source tree's top level, or mixgemm/templates when
-    installed (CMake installs both next to each other)."""
-    return Path(__file__).resolve().parent.parent / "templates"
+    return TEMPLATE_DIR
 
 
 @functools.cache
-def environment() -> jinja2.Environment:
+def environment(folder: Path = TEMPLATE_DIR) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir())),
+        loader=jinja2.FileSystemLoader(str(folder)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -29,12 +28,11 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def kernel_template(spec: KernelSpec) -> str:
-    return {90: "sm90_mixed.cu.j2"}[spec.arch]
-
-
-def render_kernel(spec: KernelSpec) -> str:
-    return environment().get_template(kernel_template(spec)).render(spec=spec)
+def render_kernel(spec: KernelSpec, targets: Optional[tuple[str, ...]] = None) -> str:
+    """The kernel's source; it registers the kernel for the capabilities its targets run on."""
+    targets = spec.cuda_archs() if targets is None else targets
+    return environment(spec.template_dir).get_template(spec.template).render(
+        spec=spec, capabilities=spec.capabilities(targets))
 
 
 def render(template: str, **context) -> str:

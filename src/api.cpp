@@ -1,6 +1,8 @@
 // The C API over the kernel registry, plus the checks shared by all kernels.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -45,37 +47,87 @@ const KernelEntry* entry(int index) {
   return &r[index];
 }
 
+constexpr int kMaxDevices = 64;
+
+// The caller's struct as this library's version: fields the caller's header did not have read as
+// zero; a newer header's extra fields must be zero (their meaning is unknown here).
+int normalize(const mixgemm_problem* in, mixgemm_problem& out, std::string& err) {
+  if (in == nullptr) return invalid(err, "problem is NULL");
+  constexpr size_t v2_min = offsetof(mixgemm_problem, workspace_bytes) + sizeof(size_t);
+  if (in->struct_size < v2_min || in->version < 2)
+    return invalid(err, "problem.struct_size/version not set: initialize the struct with mixgemm_problem_init()");
+  std::memset(&out, 0, sizeof(out));
+  const size_t n = std::min<size_t>(in->struct_size, sizeof(out));
+  std::memcpy(&out, in, n);
+  const auto* extra = reinterpret_cast<const unsigned char*>(in) + n;
+  for (size_t i = 0; i < in->struct_size - n; ++i)
+    if (extra[i] != 0)
+      return invalid(err, "problem comes from a newer mixgemm.h and sets fields this library (" MIXGEMM_VERSION
+                          ") does not know");
+  out.struct_size = sizeof(out);
+  return MIXGEMM_OK;
+}
+
+int check_device(const KernelEntry& e, std::string& err) {
+  const int have = current_capability(err);
+  if (have == 0) return MIXGEMM_WRONG_DEVICE;
+  std::string list;
+  for (int c : e.capabilities) {
+    if (c == 0) break;
+    if (c == have) return MIXGEMM_OK;
+    list += (list.empty() ? "sm" : ", sm") + std::to_string(c);
+  }
+  err = std::string("kernel ") + e.name + " runs on " + list + " but the current device is sm" + std::to_string(have);
+  return MIXGEMM_WRONG_DEVICE;
+}
+
+// Shape and pointer checks first (no GPU needed), then the device.
+int check_all(const KernelEntry& e, const mixgemm_problem& p, std::string& err) {
+  if (int s = e.check(p, err)) return s;
+  return check_device(e, err);
+}
+
 }  // namespace
 
-int check_device_arch(int arch, std::string& err) {
+int current_capability(std::string& err) {
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) {
     cudaGetLastError();
     err = "no CUDA device is available";
-    return MIXGEMM_WRONG_DEVICE;
+    return 0;
   }
   // NOTE(cache): capability per device ordinal never changes within a process.
-  static int capability[64] = {};
-  if (device >= 0 && device < 64 && capability[device] == 0) {
+  static std::atomic<int> capability[kMaxDevices] = {};
+  if (device < 0 || device >= kMaxDevices) return 0;
+  int have = capability[device].load(std::memory_order_relaxed);
+  if (have == 0) {
     int major = 0, minor = 0;
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-    capability[device] = major * 10 + minor;
+    have = major * 10 + minor;
+    capability[device].store(have, std::memory_order_relaxed);
   }
-  const int have = (device >= 0 && device < 64) ? capability[device] : 0;
-  if (have != arch) {
-    err = "kernel is built for sm" + std::to_string(arch) + " but device " + std::to_string(device) +
-          " is sm" + std::to_string(have);
-    return MIXGEMM_WRONG_DEVICE;
+  return have;
+}
+
+int current_sm_count() {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) {
+    cudaGetLastError();
+    return 0;
   }
-  return MIXGEMM_OK;
+  static std::atomic<int> counts[kMaxDevices] = {};
+  int sms = counts[device].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    counts[device].store(sms, std::memory_order_relaxed);
+  }
+  return sms;
 }
 
 int check_aligned(const void* ptr, const char* what, std::string& err) {
-  if (ptr == nullptr || reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0) {
-    err = std::string(what) + " must be a non-NULL, 16-byte aligned device pointer";
-    return MIXGEMM_INVALID_ARGUMENT;
-  }
+  if (ptr == nullptr || reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0)
+    return invalid(err, std::string(what) + " must be a non-NULL, 16-byte aligned device pointer");
   return MIXGEMM_OK;
 }
 
@@ -93,9 +145,16 @@ const char* mixgemm_kernel_name(int index) {
   return e ? e->name : nullptr;
 }
 
-int mixgemm_kernel_arch(int index) {
+int mixgemm_kernel_capabilities(int index, int* out, int max) {
   const auto* e = entry(index);
-  return e ? e->arch : -1;
+  if (e == nullptr) return -1;
+  int count = 0;
+  for (int c : e->capabilities) {
+    if (c == 0) break;
+    if (out != nullptr && count < max) out[count] = c;
+    ++count;
+  }
+  return count;
 }
 
 int mixgemm_kernel_index(const char* name) {
@@ -108,22 +167,28 @@ int mixgemm_kernel_index(const char* name) {
 int mixgemm_check(int index, const mixgemm_problem* problem, char* err, size_t err_len) {
   const auto* e = entry(index);
   if (e == nullptr) return report(MIXGEMM_NO_SUCH_KERNEL, "no kernel at index " + std::to_string(index), err, err_len);
-  if (problem == nullptr) return report(MIXGEMM_INVALID_ARGUMENT, "problem is NULL", err, err_len);
   std::string message;
-  return report(e->check(*problem, message), message, err, err_len);
+  mixgemm_problem p;
+  if (int s = mixgemm::detail::normalize(problem, p, message)) return report(s, message, err, err_len);
+  return report(mixgemm::detail::check_all(*e, p, message), message, err, err_len);
 }
 
 size_t mixgemm_workspace_bytes(int index, const mixgemm_problem* problem) {
   const auto* e = entry(index);
-  return (e && problem) ? e->workspace_bytes(*problem) : 0;
+  std::string message;
+  mixgemm_problem p;
+  if (e == nullptr || mixgemm::detail::normalize(problem, p, message) != MIXGEMM_OK) return 0;
+  return e->workspace_bytes(p);
 }
 
 int mixgemm_run(int index, const mixgemm_problem* problem, cudaStream_t stream, char* err, size_t err_len) {
   const auto* e = entry(index);
   if (e == nullptr) return report(MIXGEMM_NO_SUCH_KERNEL, "no kernel at index " + std::to_string(index), err, err_len);
-  if (problem == nullptr) return report(MIXGEMM_INVALID_ARGUMENT, "problem is NULL", err, err_len);
   std::string message;
-  return report(e->run(*problem, stream, message), message, err, err_len);
+  mixgemm_problem p;
+  if (int s = mixgemm::detail::normalize(problem, p, message)) return report(s, message, err, err_len);
+  if (int s = mixgemm::detail::check_device(*e, message)) return report(s, message, err, err_len);
+  return report(e->run(p, stream, message), message, err, err_len);
 }
 
 const char* mixgemm_version(void) { return MIXGEMM_VERSION; }

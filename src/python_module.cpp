@@ -1,7 +1,8 @@
-// Thin pybind11 layer over the C API: converts integers (pointers, sizes, stream handles) only.
+// Thin pybind11 layer over the C API: a Problem struct (pointers as integers) and the entries.
 // It carries no torch or CUDA-runtime ABI, so libmixgemm built anywhere serves any Python.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -12,45 +13,79 @@ namespace py = pybind11;
 
 namespace {
 
-mixgemm_problem make_problem(std::uintptr_t x, std::uintptr_t w, std::uintptr_t scales, std::uintptr_t zeros,
-                             std::uintptr_t y, int64_t m, int64_t n, int64_t k, int64_t group_size,
-                             std::uintptr_t workspace, size_t workspace_bytes) {
-  return mixgemm_problem{reinterpret_cast<const void*>(x), reinterpret_cast<const void*>(w),
-                         reinterpret_cast<const void*>(scales), reinterpret_cast<const void*>(zeros),
-                         reinterpret_cast<void*>(y), m, n, k, group_size,
-                         reinterpret_cast<void*>(workspace), workspace_bytes};
+constexpr size_t kErrLen = 1024;
+
+template <class T>
+void pointer_property(py::class_<mixgemm_problem>& cls, const char* name, T mixgemm_problem::*field) {
+  cls.def_property(
+      name, [field](const mixgemm_problem& p) { return reinterpret_cast<std::uintptr_t>(p.*field); },
+      [field](mixgemm_problem& p, std::uintptr_t v) { p.*field = reinterpret_cast<T>(v); });
 }
 
-constexpr size_t kErrLen = 1024;
+std::string kernel_label(int index) {
+  const char* name = mixgemm_kernel_name(index);
+  return std::string("mixgemm kernel ") + (name ? name : "?");
+}
 
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "mixgemm kernel library binding (see include/mixgemm/mixgemm.h)";
+  py::class_<mixgemm_problem> problem(m, "Problem", "mixgemm_problem: pointers are integers (data_ptr())");
+  problem.def(py::init([] {
+    mixgemm_problem p;
+    mixgemm_problem_init(&p);
+    return p;
+  }));
+  pointer_property(problem, "x", &mixgemm_problem::x);
+  pointer_property(problem, "w", &mixgemm_problem::w);
+  pointer_property(problem, "scales", &mixgemm_problem::scales);
+  pointer_property(problem, "zeros", &mixgemm_problem::zeros);
+  pointer_property(problem, "bias", &mixgemm_problem::bias);
+  pointer_property(problem, "x_scales", &mixgemm_problem::x_scales);
+  pointer_property(problem, "y", &mixgemm_problem::y);
+  pointer_property(problem, "workspace", &mixgemm_problem::workspace);
+  problem.def_readwrite("m", &mixgemm_problem::m)
+      .def_readwrite("n", &mixgemm_problem::n)
+      .def_readwrite("k", &mixgemm_problem::k)
+      .def_readwrite("group_size", &mixgemm_problem::group_size)
+      .def_readwrite("out_dtype", &mixgemm_problem::out_dtype)
+      .def_readwrite("split_k", &mixgemm_problem::split_k)
+      .def_readwrite("workspace_bytes", &mixgemm_problem::workspace_bytes)
+      .def_readonly("struct_size", &mixgemm_problem::struct_size)
+      .def_readonly("version", &mixgemm_problem::version);
+
   m.def("version", [] { return std::string(mixgemm_version()); });
   m.def("kernels", [] {
-    std::vector<std::pair<std::string, int>> out;
-    for (int i = 0; i < mixgemm_kernel_count(); ++i) out.emplace_back(mixgemm_kernel_name(i), mixgemm_kernel_arch(i));
+    std::vector<std::pair<std::string, std::vector<int>>> out;
+    for (int i = 0; i < mixgemm_kernel_count(); ++i) {
+      std::vector<int> caps(mixgemm_kernel_capabilities(i, nullptr, 0));
+      mixgemm_kernel_capabilities(i, caps.data(), static_cast<int>(caps.size()));
+      out.emplace_back(mixgemm_kernel_name(i), caps);
+    }
     return out;
-  }, "(name, arch) of every compiled kernel; the list index is the kernel index");
-  m.def("check", [](int index, std::uintptr_t x, std::uintptr_t w, std::uintptr_t s, std::uintptr_t z,
-                    std::uintptr_t y, int64_t mm, int64_t n, int64_t k, int64_t g, std::uintptr_t ws, size_t ws_bytes) {
-    auto p = make_problem(x, w, s, z, y, mm, n, k, g, ws, ws_bytes);
+  }, "(name, [compute capabilities it runs on]) of every compiled kernel; the list index is the kernel index");
+  m.def("check", [](int index, const mixgemm_problem& p) {
     char err[kErrLen] = {0};
     int status = mixgemm_check(index, &p, err, kErrLen);
     return std::make_pair(status, std::string(err));
   }, "(status, message); status 0 means the kernel can run the problem on the current device");
-  m.def("workspace_bytes", [](int index, int64_t mm, int64_t n, int64_t k, int64_t g) {
-    auto p = make_problem(0, 0, 0, 0, 0, mm, n, k, g, 0, 0);
-    return mixgemm_workspace_bytes(index, &p);
-  });
-  m.def("run", [](int index, std::uintptr_t x, std::uintptr_t w, std::uintptr_t s, std::uintptr_t z, std::uintptr_t y,
-                  int64_t mm, int64_t n, int64_t k, int64_t g, std::uintptr_t ws, size_t ws_bytes, std::uintptr_t stream) {
-    auto p = make_problem(x, w, s, z, y, mm, n, k, g, ws, ws_bytes);
+  m.def("workspace_bytes", [](int index, const mixgemm_problem& p) { return mixgemm_workspace_bytes(index, &p); });
+  // NOTE(overhead): the per-weight fields live in `base`, built once per PackedWeight; only what
+  // changes per call crosses here, and the struct is copied, so concurrent calls share nothing.
+  m.def("run", [](int index, const mixgemm_problem& base, std::uintptr_t x, std::uintptr_t y, int64_t mm,
+                  std::uintptr_t workspace, size_t workspace_bytes, std::uintptr_t stream) {
+    mixgemm_problem p = base;
+    p.x = reinterpret_cast<const void*>(x);
+    p.y = reinterpret_cast<void*>(y);
+    p.m = mm;
+    p.workspace = reinterpret_cast<void*>(workspace);
+    p.workspace_bytes = workspace_bytes;
     char err[kErrLen] = {0};
     int status = mixgemm_run(index, &p, reinterpret_cast<cudaStream_t>(stream), err, kErrLen);
     if (status == MIXGEMM_INVALID_ARGUMENT || status == MIXGEMM_NO_SUCH_KERNEL || status == MIXGEMM_WRONG_DEVICE)
-      throw py::value_error(std::string("mixgemm kernel ") + (mixgemm_kernel_name(index) ? mixgemm_kernel_name(index) : "?") + ": " + err);
-    if (status != MIXGEMM_OK) throw std::runtime_error(std::string("mixgemm: ") + err);
-  }, "check and launch on `stream` (a cudaStream_t as int); raises ValueError before any launch on bad input");
+      throw py::value_error(kernel_label(index) + ": " + err);
+    if (status != MIXGEMM_OK) throw std::runtime_error(kernel_label(index) + ": " + err);
+  }, "copy `base`, set x, y, m and the workspace, check and launch on `stream` (a cudaStream_t as int); "
+     "raises ValueError before any launch on bad input");
 }

@@ -25,6 +25,7 @@ def available() -> bool:
 
 
 @functools.cache
-def built_kernels() -> tuple[tuple[str, int], ...]:
-    """(name, arch) per compiled kernel, in library index order; empty when nothing is built."""
-    return tuple(load().kernels()) if available() else ()
+def built_kernels() -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(name, compute capabilities it runs on) per compiled kernel, in library index order; empty
+    when nothing is built."""
+    return tuple((name, tuple(caps)) for name, caps in load().kernels()) if available() else ()

@@ -15,6 +15,9 @@ from typing import Callable, Optional
 
 import torch
 
+from .generator.dtypes import ACTIVATIONS, DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, PER_CHANNEL
+from .quant import FORMATS, torch_dtype
+
 SHAPES = {  # name -> (N, K): Llama-3 layers, N = out features
     "l3-8b.qkv": (6144, 4096), "l3-8b.gate_up": (28672, 4096), "l3-8b.down": (4096, 14336),
     "l3-70b.qkv": (10240, 8192), "l3-70b.gate_up": (57344, 8192), "l3-70b.down": (8192, 28672),
@@ -115,8 +118,8 @@ def overhead_us(pw, k: int, calls: int = 2000) -> dict:
     import time  # noqa: PLC0415
     import mixgemm  # noqa: PLC0415
     from mixgemm.ops import launch  # noqa: PLC0415
-    x = torch.randn(1, k, dtype=pw.act_dtype, device="cuda")
-    out = torch.empty(1, pw.shape[0], dtype=pw.act_dtype, device="cuda")
+    x = torch.randn(1, k, dtype=pw.scale_dtype, device="cuda")
+    out = torch.empty(1, pw.shape[0], dtype=pw.scale_dtype, device="cuda")
     index = mixgemm.explain(x, pw).choice.index
 
     def per_call(fn):
@@ -134,7 +137,8 @@ def overhead_us(pw, k: int, calls: int = 2000) -> dict:
     return {"gemm_us_per_call": full, "launch_us_per_call": bare, "python_overhead_us": full - bare}
 
 
-def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = "s4", group_size: int = 128,
+def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEFAULT_WEIGHT_DTYPE,
+        group_size: int = DEFAULT_GROUP_SIZE,
         act: torch.dtype = torch.bfloat16) -> dict:
     import mixgemm  # noqa: PLC0415
     torch.manual_seed(0)
@@ -264,9 +268,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--m", default=",".join(map(str, DEFAULT_M)), help="comma-separated token counts")
     p.add_argument("--vs", default="cublas,tinygemm,scaled_mm", help="peers: cublas,tinygemm,scaled_mm")
     p.add_argument("--plot", default=None, help="write a PNG of %% of roofline against M here")
-    p.add_argument("--weight-dtype", default="s4")
-    p.add_argument("--group-size", type=int, default=128)
-    p.add_argument("--act", default="bf16", choices=["bf16", "f16"])
+    p.add_argument("--weight-dtype", default=DEFAULT_WEIGHT_DTYPE, choices=sorted(FORMATS))
+    p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
+    p.add_argument("--act", default=ACTIVATIONS[0].short, choices=[a.short for a in ACTIVATIONS])
     p.add_argument("--markdown", default=None, help="write the results table here")
     p.add_argument("--json", default=None, help="write all numbers here")
 
@@ -276,7 +280,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("mixgemm bench needs a CUDA GPU")
     shapes = [s for tok in args.shapes.split(",") for s in SHAPE_SETS.get(tok, [tok])]
     result = run(shapes, [int(v) for v in args.m.split(",")], args.vs.split(","), args.weight_dtype,
-                 args.group_size, torch.bfloat16 if args.act == "bf16" else torch.float16)
+                 args.group_size, torch_dtype(args.act))
     table = markdown(result)
     print(table)
     if args.markdown:

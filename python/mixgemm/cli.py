@@ -47,7 +47,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.choices["list"].set_defaults(func=cmd_list)
     c = sub.add_parser("cmake-dir", help="print the folder of mixgemmConfig.cmake (for -Dmixgemm_DIR=)")
     c.set_defaults(func=cmd_cmake_dir)
-    b = sub.add_parser("bench", help="time mixgemm against cuBLAS and peers, as % of the roofline")
+    b = sub.add_parser("bench", help="time mixgemm against cuBLAS and peers, as %% of the roofline")
     from .bench import add_arguments  # noqa: PLC0415
     add_arguments(b)
     b.set_defaults(func=cmd_bench)

@@ -20,7 +20,7 @@ class QuantLinear(torch.nn.Module):
     def from_linear(cls, linear: torch.nn.Linear, **quantize_kwargs) -> "QuantLinear":
         """Quantize a Linear's weight (see mixgemm.quantize for the keyword arguments)."""
         pw = quantize(linear.weight.detach(), **quantize_kwargs)
-        bias = linear.bias.detach().to(pw.act_dtype) if linear.bias is not None else None
+        bias = linear.bias.detach().to(pw.scale_dtype) if linear.bias is not None else None
         return cls(pw, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

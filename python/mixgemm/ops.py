@@ -5,19 +5,45 @@ picks the kernel (unless forced) with the real M and launches on the current CUD
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import torch
 
 from . import _lib, dispatch
 from .packed import PackedWeight, Plan
+from .quant import ACT_DTYPES
 
 _workspace_bytes: dict[tuple, int] = {}
+_workspaces: dict[tuple, torch.Tensor] = {}
+_problems: dict[tuple, object] = {}
 # NOTE(overhead): torch.cuda.current_stream() builds a Stream object (~1.5 us); Inductor's raw getter
 # returns the cudaStream_t as an int. Fall back to the public API where a torch lacks it.
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
     lambda device: torch.cuda.current_stream(device).cuda_stream)
+
+
+def base_problem(data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], n: int, k: int,
+                 group_size: int):
+    """The C problem struct with the per-weight fields set, built once per weight (a call then only
+    passes x, y, M and the workspace)."""
+    key = (data.data_ptr(), scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0, n, k, group_size)
+    p = _problems.get(key)
+    if p is None:
+        p = _lib.load().Problem()
+        p.w, p.scales, p.n, p.k, p.group_size = key[0], key[1], n, k, group_size
+        p.zeros = key[2]
+        _problems[key] = p
+    return p
+
+
+def workspace(device: int, stream: int, nbytes: int) -> torch.Tensor:
+    """Zero-initialized scratch per (device, stream), grown on demand. Kernels that use it leave
+    their counters at zero when they finish, so one stream's launches can share it back to back."""
+    ws = _workspaces.get((device, stream))
+    if ws is None or ws.numel() < nbytes:
+        ws = _workspaces[(device, stream)] = torch.zeros(max(nbytes, 1 << 16), dtype=torch.uint8,
+                                                         device=torch.device("cuda", device))
+    return ws
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
@@ -25,29 +51,30 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous)."""
     m, k = x.shape
     n = out.shape[1]
-    lib = _lib.load()
-    wkey = (index, m, n, k, group_size)
-    ws_bytes = _workspace_bytes.get(wkey)
-    if ws_bytes is None:
-        ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, m, n, k, group_size)
-    workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device) if ws_bytes else None
     device = x.device.index
     if device != torch.cuda.current_device():
         with torch.cuda.device(device):
             return launch(index, x, data, scales, zeros, out, group_size)
-    lib.run(index, x.data_ptr(), data.data_ptr(), scales.data_ptr(),
-            zeros.data_ptr() if zeros is not None else 0, out.data_ptr(), m, n, k, group_size,
-            workspace.data_ptr() if workspace is not None else 0, ws_bytes,
-            _raw_stream(device))
+    lib = _lib.load()
+    base = base_problem(data, scales, zeros, n, k, group_size)
+    wkey = (index, m, n, k, group_size)
+    ws_bytes = _workspace_bytes.get(wkey)
+    if ws_bytes is None:
+        probe = lib.Problem()
+        probe.m, probe.n, probe.k, probe.group_size = m, n, k, group_size
+        ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, probe)
+    stream = _raw_stream(device)
+    ws = workspace(device, stream, ws_bytes).data_ptr() if ws_bytes else 0
+    lib.run(index, base, x.data_ptr(), out.data_ptr(), m, ws, ws_bytes, stream)
 
 
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-             n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str,
+             n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
              deterministic: bool = False) -> torch.Tensor:
     if x.data_ptr() % 16:
-        x = x.clone()  # NOTE(alignment): TMA needs a 16-byte aligned base; an offset view is copied
+        x = x.clone()  # NOTE(alignment): kernels load x in 16-byte vectors; an offset view is copied
     m = x.shape[0]
-    choice = dispatch.choose(dispatch.key(arch, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
+    choice = dispatch.choose(dispatch.key(layout, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
                              x.device.index, kernel or None, deterministic)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     launch(choice.index, x, data, scales, zeros, out, group_size)
@@ -56,21 +83,16 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
 
 @torch.library.custom_op("mixgemm::gemm", mutates_args=())
 def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-            n: int, k: int, group_size: int, arch: int, weight_dtype: str, kernel: str,
+            n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
             deterministic: bool = False) -> torch.Tensor:
-    """y[M, N] = x[M, K] @ dequant(W)^T for a 2-D, contiguous, validated x (see gemm())."""
-    return _forward(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel, deterministic)
+    """y[M, N] = x[M, K] @ dequant(W)^T for a 2-D, contiguous, validated x (see gemm()); scales and
+    zeros in x's dtype."""
+    return _forward(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic)
 
 
 @gemm_op.register_fake
-def _(x, data, scales, zeros, n, k, group_size, arch, weight_dtype, kernel, deterministic=False):
+def _(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic=False):
     return x.new_empty((x.shape[0], n))
-
-
-@functools.cache
-def _capability(device_index: int) -> int:
-    major, minor = torch.cuda.get_device_capability(device_index)
-    return 10 * major + minor
 
 
 def _check_args(x, pw, bias, out_dtype) -> Plan:
@@ -82,9 +104,9 @@ def _check_args(x, pw, bias, out_dtype) -> Plan:
     n, k = plan.shape
     if x.dim() < 1 or x.shape[-1] != k:
         raise ValueError(f"x.shape={tuple(x.shape)} does not match the weight: the last dim must be K={k}")
-    if x.dtype != plan.act_dtype:
-        raise TypeError(f"x.dtype={x.dtype} but pw was quantized for {plan.act_dtype} activations; cast x, or "
-                        f"quantize with act_dtype={x.dtype}")
+    if x.dtype not in ACT_DTYPES:
+        raise TypeError(f"x.dtype={x.dtype} is not supported; the kernels take torch.bfloat16 or torch.float16 "
+                        f"activations (cast x)")
     if not x.is_cuda:
         raise ValueError(f"x is on {x.device}; mixgemm kernels run on CUDA devices: move x and pw with .cuda()")
     if plan.device != x.device:
@@ -98,11 +120,6 @@ def _check_args(x, pw, bias, out_dtype) -> Plan:
                              f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
         if bias.device != x.device or bias.dtype != x.dtype:
             raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {x.dtype} on {x.device}")
-    if not torch.compiler.is_compiling():  # traced code: the C++ entry checks the arch at run time
-        have = _capability(x.device.index)
-        if have != plan.arch:
-            raise ValueError(f"pw is packed for sm{plan.arch} but {x.device} is sm{have}: quantize again with "
-                             f"arch={have} (or arch=None to take the device's)")
     return plan
 
 
@@ -112,8 +129,10 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
     """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N].
 
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
-    deterministic: only kernels that reduce K in one fixed order (bit-identical results run to run
-        and across batch sizes). Every kernel built today is; split-K kernels will not be.
+    deterministic: only kernels whose results are bit-identical run to run AND independent of the
+        batch a row is in (one reduction order at every M: the sm90 family). Without it every kernel
+        is still run-to-run reproducible, but the decode family (M <= 16) rounds differently from
+        the large-M kernels, so a row's last bits can depend on the batch size.
     """
     p = _check_args(x, pw, bias, out_dtype)
     n, k = p.shape
@@ -126,8 +145,9 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
             x2 = torch.nn.functional.pad(x2, (0, pk - k))
         x2 = x2.contiguous()  # TMA reads dense rows
         # NOTE(overhead): eager calls skip the torch.library dispatcher (~10 us); traced code needs the op
+        scales, zeros = (p.scales, p.zeros) if x.dtype == p.scale_dtype else pw.scales_for(x.dtype)
         op = gemm_op if torch.compiler.is_compiling() else _forward
-        y = op(x2, p.data, p.scales, p.zeros, pn, pk, p.group_size, p.arch, p.weight_dtype, kernel or "",
+        y = op(x2, p.data, scales, zeros, pn, pk, p.group_size, p.layout, p.weight_dtype, kernel or "",
                deterministic)
         if pn != n:
             y = y[:, :n]
@@ -146,5 +166,5 @@ def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] 
     _check_args(x, pw, None, out_dtype)
     pn, pk = pw.padded_shape
     m = x.numel() // pw.shape[1]
-    return dispatch.explain_problem(dispatch.key(pw.arch, x.dtype, pw.weight_dtype, pw.zero_point), m, pn, pk,
+    return dispatch.explain_problem(dispatch.key(pw.layout, x.dtype, pw.weight_dtype, pw.zero_point), m, pn, pk,
                                     pw.group_size, x.device.index)

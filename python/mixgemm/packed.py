@@ -1,8 +1,11 @@
-"""PackedWeight: a quantized Linear weight in the layout of one arch's kernels.
+"""PackedWeight: a quantized Linear weight in one packed layout.
 
 It is an ``nn.Module`` holding buffers (``data``, ``scales``, ``zeros``) and its metadata as extra
 state, so ``.to(device)``, ``state_dict()`` and ``load_state_dict()`` work as for any module. It
-records its layout and arch and refuses to be read by kernels of another layout.
+records its layout tag (not a GPU): every kernel family that reads that layout can use it, on any
+GPU that family runs on, and a kernel of another layout refuses it. One PackedWeight serves bf16
+and fp16 activations: scales are stored in one of them and converted once, on first use, to the
+other (refused if the conversion would change a value).
 """
 from __future__ import annotations
 
@@ -11,23 +14,26 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .generator.catalog import catalog
+from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, PER_CHANNEL
+from .generator.family import ShapeRule
+from .generator.layouts import LEGACY_TAGS
 from .quant import ACT_DTYPES, FORMATS, LAYOUTS, Layout
 
-DEFAULT_WEIGHT_DTYPE = "s4"
-DEFAULT_GROUP_SIZE = 128
-DEFAULT_ARCH = 90
+STATE_VERSION = 2
 
 
 class Plan(NamedTuple):
+    """What gemm() needs per call, gathered once per PackedWeight."""
     data: torch.Tensor
     scales: torch.Tensor
     zeros: Optional[torch.Tensor]
     shape: tuple[int, int]
     padded_shape: tuple[int, int]
     group_size: int
-    arch: int
+    layout: str
     weight_dtype: str
-    act_dtype: torch.dtype
+    scale_dtype: torch.dtype
     device: torch.device
 
 
@@ -37,7 +43,7 @@ class PackedWeight(torch.nn.Module):
     zeros: Optional[torch.Tensor]
 
     def __init__(self, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], *,
-                 shape: tuple[int, int], weight_dtype: str, group_size: int, layout: str, arch: int,
+                 shape: tuple[int, int], weight_dtype: str, group_size: int, layout: str,
                  padded_shape: Optional[tuple[int, int]] = None):
         super().__init__()
         self.register_buffer("data", data)
@@ -48,7 +54,6 @@ class PackedWeight(torch.nn.Module):
         self.weight_dtype = weight_dtype
         self.group_size = int(group_size)
         self.layout = layout
-        self.arch = int(arch)
         self.validate()
 
     def validate(self) -> None:
@@ -57,15 +62,21 @@ class PackedWeight(torch.nn.Module):
         pn, pk = self.padded_shape
         if self.weight_dtype not in FORMATS:
             raise ValueError(f"PackedWeight.weight_dtype={self.weight_dtype!r} is not one of {sorted(FORMATS)}")
-        if self.arch not in LAYOUTS or LAYOUTS[self.arch].tag != self.layout:
-            raise ValueError(f"PackedWeight layout {self.layout!r} for sm{self.arch} is unknown to this mixgemm")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"PackedWeight layout {self.layout!r} is unknown to this mixgemm (known: {sorted(LAYOUTS)})")
+        layout = LAYOUTS[self.layout]
+        if layout.bits != FORMATS[self.weight_dtype].bits:
+            raise ValueError(f"PackedWeight layout {self.layout!r} holds {layout.bits}-bit values, not {self.weight_dtype}")
         if not (0 < n <= pn and 0 < k <= pk):
             raise ValueError(f"PackedWeight shape {self.shape} must fit in its padded shape {self.padded_shape}")
+        if pn % layout.n_multiple or pk % layout.k_multiple:
+            raise ValueError(f"PackedWeight padded shape {self.padded_shape} is not a whole number of "
+                             f"{layout.n_multiple}x{layout.k_multiple} atoms of layout {self.layout!r}")
         if self.group_size <= 0 or pk % self.group_size:
             raise ValueError(f"PackedWeight group_size={self.group_size} must divide the padded K={pk}")
-        if self.data.dtype != torch.uint8 or self.data.numel() * 2 != pn * pk:
-            raise ValueError(f"PackedWeight.data must be uint8 with {pn * pk // 2} elements for {self.padded_shape}, "
-                             f"got {self.data.dtype} with {self.data.numel()}")
+        if self.data.dtype != torch.uint8 or self.data.numel() != layout.nbytes(pn, pk):
+            raise ValueError(f"PackedWeight.data must be uint8 with {layout.nbytes(pn, pk)} elements for "
+                             f"{self.padded_shape}, got {self.data.dtype} with {self.data.numel()}")
         groups = (pk // self.group_size, pn)
         if self.scales.dtype not in ACT_DTYPES or tuple(self.scales.shape) != groups:
             raise ValueError(f"PackedWeight.scales must be float16/bfloat16 of shape {groups} ([K/group, N]), "
@@ -83,28 +94,56 @@ class PackedWeight(torch.nn.Module):
         if self.data.device != self.scales.device:
             raise ValueError(f"PackedWeight.data is on {self.data.device} but scales on {self.scales.device}")
 
-    # ---- launch plan ---------------------------------------------------------------------------
-    def plan(self) -> "Plan":
+    # ---- per-call state, built once ---------------------------------------------------------------
+    def _forget(self) -> None:
+        for key in ("_plan", "_converted", "_problems"):
+            self.__dict__.pop(key, None)
+
+    def plan(self) -> Plan:
         """What gemm() needs per call, gathered once (buffer lookups on a Module cost ~0.3 us each)."""
         plan = self.__dict__.get("_plan")
         if plan is None:
             plan = Plan(self.data, self.scales, self.zeros, self.shape, self.padded_shape, self.group_size,
-                        self.arch, self.weight_dtype, self.scales.dtype, self.data.device)
+                        self.layout, self.weight_dtype, self.scales.dtype, self.data.device)
             self.__dict__["_plan"] = plan
         return plan
 
+    def scales_for(self, dtype: torch.dtype) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(scales, zeros) in activation dtype `dtype`: the stored ones, or a copy converted once.
+        A conversion that would change a value (out of fp16's range or precision) is refused:
+        quantize for that dtype instead."""
+        if dtype == self.scales.dtype:
+            return self.scales, self.zeros
+        cache = self.__dict__.setdefault("_converted", {})
+        hit = cache.get(dtype)
+        if hit is None:
+            if dtype not in ACT_DTYPES:
+                raise TypeError(f"activation dtype {dtype} is not supported; use torch.bfloat16 or torch.float16")
+            pair = []
+            for t in (self.scales, self.zeros):
+                if t is None:
+                    pair.append(None)
+                    continue
+                c = t.to(dtype)
+                if not torch.equal(c.to(t.dtype), t):
+                    raise ValueError(f"this PackedWeight's {t.dtype} scales do not convert exactly to {dtype} (out of "
+                                     f"range or precision); quantize with act_dtype={dtype} for {dtype} activations")
+                pair.append(c)
+            hit = cache[dtype] = tuple(pair)
+        return hit
+
     def _apply(self, fn, *args, **kwargs):
-        self.__dict__.pop("_plan", None)  # .to()/.cuda() replace the buffers
+        self._forget()  # .to()/.cuda() replace the buffers
         return super()._apply(fn, *args, **kwargs)
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self.__dict__.pop("_plan", None)
+        self._forget()
         return super()._load_from_state_dict(*args, **kwargs)
 
     # ---- metadata --------------------------------------------------------------------------------
     @property
-    def act_dtype(self) -> torch.dtype:
-        """Activation dtype the scales (and so the kernels) are made for."""
+    def scale_dtype(self) -> torch.dtype:
+        """The dtype scales are stored in (activations of the other 16-bit dtype work too)."""
         return self.scales.dtype
 
     @property
@@ -112,8 +151,8 @@ class PackedWeight(torch.nn.Module):
         return self.zeros is not None
 
     @property
-    def scale_mode(self) -> str:
-        return "channel" if self.group_size == self.shape[1] else "group"
+    def per_channel(self) -> bool:
+        return self.group_size == self.padded_shape[1]
 
     @property
     def device(self) -> torch.device:
@@ -125,64 +164,121 @@ class PackedWeight(torch.nn.Module):
 
     def get_extra_state(self) -> dict:
         return {"shape": list(self.shape), "padded_shape": list(self.padded_shape), "weight_dtype": self.weight_dtype,
-                "group_size": self.group_size, "layout": self.layout, "arch": self.arch, "version": 1}
+                "group_size": self.group_size, "layout": self.layout, "version": STATE_VERSION}
 
     def set_extra_state(self, state: dict) -> None:
-        if state.get("version") != 1:
-            raise ValueError(f"PackedWeight state version {state.get('version')!r} is not supported (expected 1)")
+        state = upgrade_state(state)
         self.shape = tuple(state["shape"])
-        self.padded_shape = tuple(state.get("padded_shape", state["shape"]))
+        self.padded_shape = tuple(state["padded_shape"])
         self.weight_dtype = state["weight_dtype"]
         self.group_size = state["group_size"]
         self.layout = state["layout"]
-        self.arch = state["arch"]
+        self._forget()
         self.validate()
 
     @classmethod
     def from_state_dict(cls, state: dict, prefix: str = "") -> "PackedWeight":
-        meta = state[prefix + "_extra_state"]
-        pw = cls(state[prefix + "data"], state[prefix + "scales"], state.get(prefix + "zeros"),
-                 shape=meta["shape"], weight_dtype=meta["weight_dtype"], group_size=meta["group_size"],
-                 layout=meta["layout"], arch=meta["arch"], padded_shape=meta.get("padded_shape"))
-        return pw
+        meta = upgrade_state(state[prefix + "_extra_state"])
+        return cls(state[prefix + "data"], state[prefix + "scales"], state.get(prefix + "zeros"),
+                   shape=meta["shape"], weight_dtype=meta["weight_dtype"], group_size=meta["group_size"],
+                   layout=meta["layout"], padded_shape=meta["padded_shape"])
+
+    def to_layout(self, layout: str) -> "PackedWeight":
+        """The same weights repacked in another layout (self if it is already in it)."""
+        if layout == self.layout:
+            return self
+        if layout not in LAYOUTS or LAYOUTS[layout].bits != FORMATS[self.weight_dtype].bits:
+            fits = [t for t, lay in LAYOUTS.items() if lay.bits == FORMATS[self.weight_dtype].bits]
+            raise ValueError(f"layout={layout!r}: {self.weight_dtype} weights can be packed as {fits}")
+        target = LAYOUTS[layout]
+        pn, pk = self.padded_shape
+        if pn % target.n_multiple or pk % target.k_multiple:
+            raise ValueError(f"layout={layout!r} needs N % {target.n_multiple} == 0 and K % {target.k_multiple} == 0; "
+                             f"this weight is padded to {self.padded_shape}: quantize again with pad=True and that layout")
+        return PackedWeight(target.pack(unpack(self)), self.scales, self.zeros, shape=self.shape,
+                            weight_dtype=self.weight_dtype, group_size=self.group_size, layout=layout,
+                            padded_shape=self.padded_shape)
 
     def extra_repr(self) -> str:
         n, k = self.shape
         pad = f", padded_shape={self.padded_shape}" if self.padded_shape != self.shape else ""
-        return (f"shape=({n}, {k}){pad}, weight={self.weight_dtype}, group_size={self.group_size}, "
-                f"zero_point={self.zero_point}, act={str(self.act_dtype).removeprefix('torch.')}, "
-                f"layout={self.layout}, arch=sm{self.arch}")
+        group = "per-channel" if self.per_channel else str(self.group_size)
+        return (f"shape=({n}, {k}){pad}, weight={self.weight_dtype}, group_size={group}, "
+                f"zero_point={self.zero_point}, scales={str(self.scale_dtype).removeprefix('torch.')}, "
+                f"layout={self.layout}")
 
 
-def _layout_for(arch: int) -> Layout:
-    if arch not in LAYOUTS:
-        raise ValueError(f"arch={arch!r}: no packed layout for this arch; supported: {sorted(LAYOUTS)} "
-                         f"(sm90 = Hopper)")
-    return LAYOUTS[arch]
+def upgrade_state(state: dict) -> dict:
+    """PackedWeight metadata of any supported version as the current version's."""
+    version = state.get("version")
+    if version == 1:  # mixgemm 0.1: an arch instead of an arch-free layout tag
+        state = {**state, "layout": LEGACY_TAGS.get(state["layout"], state["layout"]),
+                 "padded_shape": state.get("padded_shape", state["shape"]), "version": STATE_VERSION}
+        state.pop("arch", None)
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"PackedWeight state version {version!r} is not supported (expected 1 or {STATE_VERSION})")
+    return state
 
 
-def _default_arch(w: torch.Tensor) -> int:
-    if w.is_cuda:
+# ---- which layout, and which shapes, a GPU's kernel families accept --------------------------------
+def current_capability(w: Optional[torch.Tensor] = None) -> Optional[int]:
+    """Compute capability of w's GPU, else of the current GPU, else None (no GPU here)."""
+    if w is not None and w.is_cuda:
         major, minor = torch.cuda.get_device_capability(w.device)
-        cap = 10 * major + minor
-        if cap in LAYOUTS:
-            return cap
-    return DEFAULT_ARCH
+    elif torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+    else:
+        return None
+    return 10 * major + minor
+
+
+def _families_reading(weight_dtype: str, capability: Optional[int], layout: Optional[str] = None) -> list:
+    dtype = FORMATS[weight_dtype].dtype
+    return [s for s in catalog() if s.weight == dtype and (layout is None or s.layout == layout)
+            and (capability is None or capability in s.capabilities())]
+
+
+def choose_layout(weight_dtype: str, capability: Optional[int]) -> str:
+    """The layout read by the most specialized family (highest capability) that serves the format on
+    this GPU (any GPU when capability is None)."""
+    specs = _families_reading(weight_dtype, capability)
+    if not specs:
+        where = f"sm{capability}" if capability is not None else "any GPU"
+        raise ValueError(f"no kernel family serves weight_dtype={weight_dtype!r} on {where}; families: "
+                         f"{sorted({s.token for s in catalog()})} (`mixgemm list --all`)")
+    best = max(specs, key=lambda s: (max(s.capabilities()), s.layout))
+    return best.layout
+
+
+def shape_rule(layout: str, weight_dtype: str, capability: Optional[int]) -> tuple[ShapeRule, list[str]]:
+    """The rule a weight must meet so that every family reading `layout` on this GPU serves it at every
+    M (the families' own rules, joined), and the families it came from."""
+    specs = _families_reading(weight_dtype, capability, layout)
+    if not specs:
+        raise ValueError(f"layout={layout!r}: no kernel family reads it for {weight_dtype} weights"
+                         + (f" on sm{capability}" if capability is not None else ""))
+    rule = ShapeRule(LAYOUTS[layout].n_multiple, LAYOUTS[layout].k_multiple, 1)
+    for r in dict.fromkeys(s.shape_rule() for s in specs):
+        rule = rule.join(r)
+    return rule, sorted({s.token for s in specs})
 
 
 def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_size: int = DEFAULT_GROUP_SIZE,
              zero_point: Optional[bool] = None, arch: Optional[int] = None,
-             act_dtype: Optional[torch.dtype] = None, pad: bool = False) -> PackedWeight:
-    """Quantize a Linear weight ``w`` [N, K] (out x in) round-to-nearest and pack it for ``arch``.
+             act_dtype: Optional[torch.dtype] = None, pad: bool = False, layout: Optional[str] = None) -> PackedWeight:
+    """Quantize a Linear weight ``w`` [N, K] (out x in) round-to-nearest and pack it.
 
-    weight_dtype: 's4' (symmetric) or 'u4' (asymmetric, with zero points).
-    group_size: k per scale; -1 or K for per-channel scales.
+    weight_dtype: one of FORMATS ('s4' symmetric, 'u4' with zero points).
+    group_size: k per scale; -1 (PER_CHANNEL) for one scale per output channel.
     zero_point: defaults to the format's (False for s4, True for u4); other values are refused.
-    arch: layout to pack for (default: the arch of w's GPU if supported, else 90).
-    act_dtype: activation dtype of the GEMMs that will use it (default: w's dtype if 16-bit, else bf16).
-    pad: zero-pad N and K up to what the layout and group size need, so any shape runs; gemm() pads
-        x along K (a copy) and returns a view of the first N columns. The last group may then be
-        partial (it holds zeros past K).
+    arch: compute capability (e.g. 90, 86) of the GPU it will run on; default: w's GPU, else the
+        current GPU, else any. It picks the layout (that of the most specialized family running
+        there) and the shape rule (every family there must serve the weight at every M).
+    act_dtype: dtype to store scales in (default: w's dtype if 16-bit, else bf16). Activations of the
+        other 16-bit dtype work too (scales are converted once, if exactly representable).
+    pad: zero-pad N and K up to what the kernels need, so any shape runs; gemm() pads x along K
+        (a copy) and returns a view of the first N columns. The last group may then be partial.
+    layout: a layout tag (quant.LAYOUTS) instead of the one `arch` implies.
     """
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"w must be a torch.Tensor [N, K], got {type(w).__name__}")
@@ -196,58 +292,62 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
     if zero_point is None:
         zero_point = fmt.zero_point
     if zero_point != fmt.zero_point:
-        hint = "use weight_dtype='u4' for zero points" if zero_point else "u4 always has zero points"
+        with_zero = sorted(n for n, f in FORMATS.items() if f.zero_point)
+        hint = f"use weight_dtype in {with_zero} for zero points" if zero_point else f"{weight_dtype} always has zero points"
         raise ValueError(f"zero_point={zero_point} is not available for weight_dtype={weight_dtype!r}: {hint}")
     if act_dtype is None:
         act_dtype = w.dtype if w.dtype in ACT_DTYPES else torch.bfloat16
     if act_dtype not in ACT_DTYPES:
         raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16")
+    if not isinstance(group_size, int) or isinstance(group_size, bool) or (group_size <= 0 and group_size != PER_CHANNEL):
+        raise ValueError(f"group_size={group_size!r} must be a positive integer, or {PER_CHANNEL} for per-channel")
+    if arch is not None and (not isinstance(arch, int) or arch < 10):
+        raise ValueError(f"arch={arch!r} must be a compute capability such as 90 or 86")
     if torch.isnan(w).any() or torch.isinf(w).any():
         raise ValueError("w contains NaN or Inf; quantization needs finite weights")
+    capability = arch if arch is not None else current_capability(w)
+    if layout is None:
+        layout = choose_layout(weight_dtype, capability)
+    elif layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; known: {sorted(LAYOUTS)}")
+    rule, families = shape_rule(layout, weight_dtype, capability)
+    per_channel = group_size == PER_CHANNEL
     n, k = w.shape
-    per_channel = group_size in (-1, None)
-    if not per_channel and (not isinstance(group_size, int) or group_size <= 0):
-        raise ValueError(f"group_size={group_size!r} must be a positive integer (or -1 for per-channel)")
-    layout = _layout_for(arch if arch is not None else _default_arch(w))
     pn, pk = n, k
     if pad:
-        pn = -(-n // layout.n_multiple) * layout.n_multiple
-        step = layout.k_multiple if per_channel else math.lcm(layout.k_multiple, group_size)
+        pn = -(-n // rule.n_multiple) * rule.n_multiple
+        step = rule.k_multiple if per_channel else math.lcm(rule.k_multiple, group_size)
         pk = -(-k // step) * step
         w = torch.nn.functional.pad(w, (0, pk - k, 0, pn - n))
     if per_channel:
         group_size = pk
+    where = f"the {', '.join(families)} famil{'ies' if len(families) > 1 else 'y'}"
     if pk % group_size:
         raise ValueError(f"group_size={group_size} must divide K={k} (or pass pad=True to zero-pad K to a multiple "
-                         f"of it, or -1 for per-channel)")
-    if pn % layout.n_multiple or pk % layout.k_multiple:
-        raise ValueError(f"w shape (N={n}, K={k}) does not fit the sm{layout.arch} layout: N must be a multiple "
-                         f"of {layout.n_multiple} and K of {layout.k_multiple}; pass pad=True to zero-pad")
-    if group_size != pk and group_size % layout.k_multiple:
-        raise ValueError(f"group_size={group_size} must be a multiple of {layout.k_multiple} on sm{layout.arch} "
-                         f"(or -1 for per-channel)")
+                         f"of it, or {PER_CHANNEL} for per-channel)")
+    if pn % rule.n_multiple or pk % rule.k_multiple:
+        raise ValueError(f"w shape (N={n}, K={k}) does not fit {where}: N must be a multiple of {rule.n_multiple} and "
+                         f"K of {rule.k_multiple}; pass pad=True to zero-pad")
+    if group_size != pk and group_size % rule.group_multiple:
+        raise ValueError(f"group_size={group_size} must be a multiple of {rule.group_multiple} for {where} "
+                         f"(or {PER_CHANNEL} for per-channel)")
     q, scales, zeros = fmt.quantize(w, group_size, act_dtype)
-    return PackedWeight(layout.pack(q), scales, zeros, shape=(n, k), weight_dtype=weight_dtype,
-                        group_size=group_size, layout=layout.tag, arch=layout.arch, padded_shape=(pn, pk))
+    return PackedWeight(LAYOUTS[layout].pack(q), scales, zeros, shape=(n, k), weight_dtype=weight_dtype,
+                        group_size=group_size, layout=layout, padded_shape=(pn, pk))
 
 
 def unpack(pw: PackedWeight) -> torch.Tensor:
     """The integer values q [N, K] (int8) stored in pw (padding included, see pw.padded_shape)."""
     pn, pk = pw.padded_shape
-    return LAYOUTS[pw.arch].unpack(pw.data, pn, pk, FORMATS[pw.weight_dtype].weight.signed)
+    return LAYOUTS[pw.layout].unpack(pw.data, pn, pk, FORMATS[pw.weight_dtype].dtype.signed)
 
 
-def dequantize(pw: PackedWeight) -> torch.Tensor:
-    """The exact [N, K] weights the kernels use, in the activation dtype.
-
-    NOTE(rounding): the sm90 mainloop computes q * scale + zero as one fused multiply-add, rounded
-    once to the activation dtype. Rounding q * scale first would be a different weight: the two
-    terms nearly cancel for u4, and a GEMM over such weights differs by ~5e-3 (measured on the H100).
-    """
+def dequantize(pw: PackedWeight, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """The exact [N, K] weights the kernels multiply by for activations of `dtype` (default: the
+    scales' dtype): q * scale (+ zero) as one fused multiply-add, rounded once. Rounding q * scale
+    first would be a different weight: for u4 the two terms nearly cancel, and a GEMM over such
+    weights differs by ~5e-3 (measured on the H100)."""
     n, k = pw.shape
-    act = pw.act_dtype
-    expand = lambda t: t.float().t().repeat_interleave(pw.group_size, dim=1)  # [G, N] -> [N, K]  # noqa: E731
-    w = unpack(pw).float() * expand(pw.scales)  # exact in fp32: 4-bit x 16-bit products
-    if pw.zeros is not None:
-        w = w + expand(pw.zeros)  # exact in fp32 for the magnitudes a zero point spans
-    return w.to(act)[:n, :k]
+    dtype = pw.scale_dtype if dtype is None else dtype
+    scales, zeros = pw.scales_for(dtype)
+    return FORMATS[pw.weight_dtype].dequantize(unpack(pw), scales, zeros, pw.group_size, dtype)[:n, :k]

@@ -1,13 +1,15 @@
-"""Weight formats, quantization, per-arch packing and the exact dequantization the kernels use.
+"""Weight formats and packed layouts: the two registries that packing, dequantization, dispatch
+and the tests go through.
 
 Operand roles: a Linear weight W is [N, K] (out features x in features). Quantization is
 round-to-nearest per group of `group_size` consecutive k (per-channel: one group of K).
-Scales (and zeros) are [K / group_size, N], N contiguous, in the activation dtype: that is the
-layout the kernels read. Dequantization is ``q * scale`` (s4) or ``q * scale + zero`` (u4, with
-``zero = -z * scale`` for integer zero point z), computed as one fused multiply-add and rounded once
-to the activation dtype, as the kernels do (see packed.dequantize).
+Scales (and zeros) are [K / group_size, N], N contiguous, in a 16-bit activation dtype: that is
+the layout the kernels read. Dequantization is ``q * scale`` (symmetric formats) or
+``q * scale + zero`` (formats with zero points, ``zero = -z * scale`` for the integer zero point z),
+computed as one fused multiply-add and rounded once to the activation dtype, as the kernels do.
 
-Formats live in FORMATS; a new format gets test coverage by registering itself there.
+A new format gets test coverage by registering in FORMATS (tests parametrize over it); a new
+packed layout registers in LAYOUTS with its pack/unpack, and a kernel family names its tag.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from typing import Callable, Optional
 
 import torch
 
-from .generator.spec import DType, weight_layout_tag
+from .generator.dtypes import ACTIVATIONS, DType
+from .generator.layouts import W4_MMA16
+
 
 def torch_dtype(d: DType | str) -> torch.dtype:
     """The torch dtype of a DType (or its short name, e.g. 'bf16'); the fact lives on DType."""
@@ -26,66 +30,108 @@ def torch_dtype(d: DType | str) -> torch.dtype:
     return getattr(torch, d.torch_name)
 
 
-ACT_DTYPES = {torch_dtype(d): d for d in (DType.BF16, DType.F16)}
+ACT_DTYPES = {torch_dtype(d): d for d in ACTIVATIONS}
+
+
+def expand_groups(t: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[K / group, N] per-group values -> [N, K] in fp32."""
+    return t.float().t().repeat_interleave(group_size, dim=1)
 
 
 @dataclasses.dataclass(frozen=True)
 class WeightFormat:
-    """A quantized weight format: its storage dtype and how to quantize to it (reference math)."""
+    """A quantized weight format: storage dtype, range, quantization and the reference
+    dequantization (the exact weights a kernel multiplies by)."""
 
     name: str
-    weight: DType
+    dtype: DType
     zero_point: bool
-    quantize: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]
+
+    @property
+    def bits(self) -> int:
+        return self.dtype.bits
+
+    @property
+    def qmin(self) -> int:
+        return self.dtype.qmin
+
+    @property
+    def qmax(self) -> int:
+        return self.dtype.qmax
+
+    def quantize(self, w: torch.Tensor, group_size: int, act: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Round-to-nearest: (q int8 [N, K], scales [K/group, N], zeros [K/group, N] or None), the
+        scales and zeros in `act`."""
+        n, k = w.shape
+        g = w.float().reshape(n, k // group_size, group_size)
+        if self.zero_point:
+            lo = g.amin(dim=-1).clamp(max=0)
+            hi = g.amax(dim=-1).clamp(min=0)
+            span = hi - lo
+            scale = torch.where(span > 0, span / (self.qmax - self.qmin), torch.ones_like(span)).to(act)
+            zp = torch.clamp(torch.round(-lo / scale.float()), self.qmin, self.qmax)
+            q = torch.clamp(torch.round(g / scale.float().unsqueeze(-1)) + zp.unsqueeze(-1), self.qmin, self.qmax)
+            zero = (-zp * scale.float()).to(act).t().contiguous()
+        else:
+            amax = g.abs().amax(dim=-1)
+            scale = torch.where(amax > 0, amax / self.qmax, torch.ones_like(amax)).to(act)
+            q = torch.clamp(torch.round(g / scale.float().unsqueeze(-1)), self.qmin, self.qmax)
+            zero = None
+        return q.reshape(n, k).to(torch.int8), scale.t().contiguous(), zero
+
+    def dequantize(self, q: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], group_size: int,
+                   dtype: torch.dtype) -> torch.Tensor:
+        """The reference: q * scale (+ zero) exactly in fp32 (4- and 8-bit integers times 16-bit
+        scales are exact there, and so is adding a zero term of the magnitudes a zero point spans),
+        rounded once to `dtype`, as the kernels' fused multiply-add does."""
+        w = q.float() * expand_groups(scales, group_size)
+        if zeros is not None:
+            w = w + expand_groups(zeros, group_size)
+        return w.to(dtype)
 
 
-def _groups(w: torch.Tensor, group_size: int) -> torch.Tensor:
-    n, k = w.shape
-    return w.float().reshape(n, k // group_size, group_size)
+FORMATS: dict[str, WeightFormat] = {}
 
 
-def _quantize_symmetric(w: torch.Tensor, group_size: int, act: torch.dtype, qmax: int, qmin: int):
-    g = _groups(w, group_size)
-    amax = g.abs().amax(dim=-1)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).to(act)
-    q = torch.clamp(torch.round(g / scale.float().unsqueeze(-1)), qmin, qmax)
-    return q.reshape(w.shape).to(torch.int8), scale.t().contiguous(), None
+def register_format(fmt: WeightFormat) -> WeightFormat:
+    FORMATS[fmt.name] = fmt
+    return fmt
 
 
-def _quantize_asymmetric(w: torch.Tensor, group_size: int, act: torch.dtype, qmax: int):
-    g = _groups(w, group_size)
-    lo = g.amin(dim=-1).clamp(max=0)
-    hi = g.amax(dim=-1).clamp(min=0)
-    span = hi - lo
-    scale = torch.where(span > 0, span / qmax, torch.ones_like(span)).to(act)
-    zp = torch.clamp(torch.round(-lo / scale.float()), 0, qmax)
-    q = torch.clamp(torch.round(g / scale.float().unsqueeze(-1)) + zp.unsqueeze(-1), 0, qmax)
-    zero = (-zp * scale.float()).to(act)
-    return q.reshape(w.shape).to(torch.int8), scale.t().contiguous(), zero.t().contiguous()
+register_format(WeightFormat("s4", DType.S4, zero_point=False))
+register_format(WeightFormat("u4", DType.U4, zero_point=True))
 
 
-FORMATS: dict[str, WeightFormat] = {
-    "s4": WeightFormat("s4", DType.S4, False,
-                       lambda w, g, act=torch.bfloat16: _quantize_symmetric(w, g, act, DType.S4.qmax, DType.S4.qmin)),
-    "u4": WeightFormat("u4", DType.U4, True,
-                       lambda w, g, act=torch.bfloat16: _quantize_asymmetric(w, g, act, DType.U4.qmax)),
-}
+# ---- packed layouts ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A packed-weight layout: its tag (what kernel families name), value width, the shape
+    multiples of its atom, and pack/unpack between int8 values [N, K] and the stored bytes."""
+
+    tag: str
+    bits: int
+    n_multiple: int
+    k_multiple: int
+    pack: Callable[[torch.Tensor], torch.Tensor]
+    unpack: Callable[[torch.Tensor, int, int, bool], torch.Tensor]
+
+    def nbytes(self, n: int, k: int) -> int:
+        return n * k * self.bits // 8
 
 
-# ---- the sm90 packed layout ----------------------------------------------------------------------
-# Within a 16 x 16 atom (n = 8*n_mid + n_lo, k = 8*k_mid + k_lo) value (n, k) sits at
+# w4_mma16_shuffled: within a 16 x 16 atom (n = 8*n_mid + n_lo, k = 8*k_mid + k_lo) value (n, k) sits at
 #   32*n_lo + 4*k_lo + 2*k_mid + n_mid,
-# and atoms are tiled column-major over (N/16, K/16). This is the layout of
-# include/mixgemm/sm90/weight_layout.h; tests/unit/test_layout_atom.py compares the two.
-
-def sm90_permute(q: torch.Tensor) -> torch.Tensor:
-    """[N, K] values -> 1-D values in sm90 storage order."""
+# and atoms are tiled column-major over (N/16, K/16). This is include/mixgemm/sm90/weight_layout.h's
+# layout; tests/unit/test_layout_atom.py compares the two.
+def mma16_permute(q: torch.Tensor) -> torch.Tensor:
+    """[N, K] values -> 1-D values in storage order."""
     n, k = q.shape
     v = q.reshape(n // 16, 2, 8, k // 16, 2, 8)  # n_hi, n_mid, n_lo, k_hi, k_mid, k_lo
     return v.permute(3, 0, 2, 5, 4, 1).reshape(-1)
 
 
-def sm90_unpermute(flat: torch.Tensor, n: int, k: int) -> torch.Tensor:
+def mma16_unpermute(flat: torch.Tensor, n: int, k: int) -> torch.Tensor:
     v = flat.reshape(k // 16, n // 16, 8, 8, 2, 2)  # k_hi, n_hi, n_lo, k_lo, k_mid, n_mid
     return v.permute(1, 5, 2, 0, 4, 3).reshape(n, k)
 
@@ -105,22 +151,16 @@ def unpack_nibbles(packed: torch.Tensor, signed: bool) -> torch.Tensor:
     return v.to(torch.int8)
 
 
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """A packed-weight layout: its tag (KernelSpec.weight_layout), arch and shape constraints."""
-
-    tag: str
-    arch: int
-    n_multiple: int
-    k_multiple: int
-    pack: Callable[[torch.Tensor], torch.Tensor]
-    unpack: Callable[[torch.Tensor, int, int, bool], torch.Tensor]
+LAYOUTS: dict[str, Layout] = {}
 
 
-LAYOUTS: dict[int, Layout] = {
-    90: Layout(
-        tag=weight_layout_tag(90, DType.S4, DType.BF16), arch=90, n_multiple=16, k_multiple=64,
-        pack=lambda q: pack_nibbles(sm90_permute(q)),
-        unpack=lambda data, n, k, signed: sm90_unpermute(unpack_nibbles(data, signed), n, k),
-    ),
-}
+def register_layout(layout: Layout) -> Layout:
+    LAYOUTS[layout.tag] = layout
+    return layout
+
+
+register_layout(Layout(
+    tag=W4_MMA16, bits=4, n_multiple=16, k_multiple=16,
+    pack=lambda q: pack_nibbles(mma16_permute(q)),
+    unpack=lambda data, n, k, signed: mma16_unpermute(unpack_nibbles(data, signed), n, k),
+))

@@ -15,7 +15,7 @@ TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 5e-3}
 def reference(x: torch.Tensor, pw: PackedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """y = x @ dequantize(pw).T (+ bias) in fp32 (fp64 on the CPU), shape [..., N]."""
     dtype = torch.float64 if x.device.type == "cpu" else torch.float32
-    y = x.to(dtype) @ dequantize(pw).to(dtype).t()
+    y = x.to(dtype) @ dequantize(pw, x.dtype if x.dtype in (torch.bfloat16, torch.float16) else None).to(dtype).t()
     return y + bias.to(dtype) if bias is not None else y
 
 

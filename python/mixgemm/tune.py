@@ -18,7 +18,8 @@ from . import dispatch
 from .bench import SHAPE_SETS, SHAPES, bench_us, gpu_info
 from .ops import launch
 from .packed import quantize
-from .quant import torch_dtype
+from .generator.dtypes import ACTIVATIONS, DEFAULT_GROUP_SIZE, PER_CHANNEL
+from .quant import FORMATS, torch_dtype
 from .profiles import PROFILE_VERSION, profile_name
 
 DEFAULT_M = tuple(1 << i for i in range(14))  # 1 .. 8192: the M buckets dispatch uses
@@ -77,12 +78,12 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
     for weight, act in formats:
         for _name, n, k in shapes:
             pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group_size, act_dtype=torch_dtype(act))
-            key = dispatch.key(pw.arch, torch_dtype(act), weight, pw.zero_point)
+            key = dispatch.key(pw.layout, torch_dtype(act), weight, pw.zero_point)
             for m in ms:
                 x = torch.randn(m, k, device="cuda", dtype=torch_dtype(act))
                 out = torch.empty(m, n, device="cuda", dtype=torch_dtype(act))
                 exp = dispatch.explain_problem(key, m, n, k, pw.group_size)
-                index = {s.name(): i for s, i in dispatch.built_specs()}
+                index = {b.spec.name(): b.index for b in dispatch.built()}
                 times = time_candidates(
                     {c: functools.partial(launch, index[c], x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
                      for c, _est in exp.candidates}, passes, rep_ms)
@@ -103,8 +104,9 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", default="llama3-8b,llama3-70b", help="shape names, sets or N:K, comma-separated")
     p.add_argument("--m", default=",".join(map(str, DEFAULT_M)), help="M values (use the M buckets: powers of 2)")
-    p.add_argument("--formats", default="s4:bf16,u4:bf16,s4:f16,u4:f16", help="weight:act pairs")
-    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--formats", default=",".join(f"{w}:{a.short}" for a in ACTIVATIONS for w in FORMATS),
+                   help="weight:act pairs (weights: %s; activations: %s)" % (", ".join(FORMATS), ", ".join(a.short for a in ACTIVATIONS)))
+    p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
     p.add_argument("--rep-ms", type=float, default=20)
     p.add_argument("--passes", type=int, default=2, help="interleaved measurement rounds; the best counts")
     p.add_argument("--out", default=None, help="profile path (default: profiles/<gpu>.json)")

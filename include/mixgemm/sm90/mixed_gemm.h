@@ -40,6 +40,7 @@ struct MixedGemm {
   static constexpr int kTileK = 128 * 8 / cutlass::sizeof_bits<Act>::value;
   static constexpr int kAlignW = 128 / cutlass::sizeof_bits<Weight>::value;
   static constexpr int kAlignX = 128 / cutlass::sizeof_bits<Act>::value;
+  static constexpr int kActDtype = std::is_same_v<Act, cutlass::half_t> ? MIXGEMM_DTYPE_F16 : MIXGEMM_DTYPE_BF16;
 
   using TileShape = cute::Shape<cute::Int<kTileN>, cute::Int<kTileM>, cute::Int<kTileK>>;
   using ClusterShape = cute::Shape<cute::Int<kClusterN>, cute::_1, cute::_1>;
@@ -90,32 +91,28 @@ struct MixedGemm {
                                   {n, m, k, 1},
                                   mainloop,
                                   {{1.0f, 0.0f}, nullptr, stride_y, static_cast<Act*>(p.y), stride_y}};
-    args.hw_info.sm_count = sm_count();
+    args.hw_info.sm_count = detail::current_sm_count();
     return args;
   }
 
-  static int sm_count() {
-    int device = 0;
-    cudaGetDevice(&device);
-    // NOTE(cache): one entry per device ordinal; querying on every call costs microseconds.
-    static int counts[64] = {};
-    if (device < 0 || device >= 64) return 0;
-    if (counts[device] == 0) counts[device] = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(device);
-    return counts[device];
-  }
-
-  // Checks that need no CUTLASS arguments: device, shape, group size, pointers.
-  static int check_problem(const mixgemm_problem& p, std::string& err) {
-    if (int s = detail::check_device_arch(90, err)) return s;
-    if (p.m < 1 || p.n < 1 || p.k < 1) return (err = "m, n and k must be positive", MIXGEMM_INVALID_ARGUMENT);
-    if (p.n % 16 != 0) return (err = "n must be a multiple of 16 (weight layout atom)", MIXGEMM_INVALID_ARGUMENT);
-    if (p.k % kTileK != 0) return (err = "k must be a multiple of " + std::to_string(kTileK), MIXGEMM_INVALID_ARGUMENT);
-    if (p.m > INT32_MAX || p.n > INT32_MAX || p.k > INT32_MAX) return (err = "m, n, k must fit in int32", MIXGEMM_INVALID_ARGUMENT);
-    if (p.group_size <= 0 || p.k % p.group_size != 0 || (p.group_size != p.k && p.group_size % kTileK != 0))
-      return (err = "group_size must divide k and be k or a multiple of " + std::to_string(kTileK), MIXGEMM_INVALID_ARGUMENT);
-    if (p.scales == nullptr) return (err = "scales must not be NULL", MIXGEMM_INVALID_ARGUMENT);
-    if (kZero != (p.zeros != nullptr))
-      return (err = kZero ? "this kernel needs zeros" : "this kernel takes no zeros", MIXGEMM_INVALID_ARGUMENT);
+  // The family's shape rule (generator/families/sm90_mixed.py states the same; a test compares
+  // them) and the problem's fields. No CUDA calls: this runs on machines without a GPU too.
+  static int check(const mixgemm_problem& p, std::string& err) {
+    using detail::invalid;
+    if (p.m < 1 || p.n < 1 || p.k < 1) return invalid(err, "m, n and k must be positive");
+    if (p.m > INT32_MAX || p.n > INT32_MAX || p.k > INT32_MAX) return invalid(err, "m, n, k must fit in int32");
+    if (p.n % 16 != 0) return invalid(err, "N=" + std::to_string(p.n) + " is not a multiple of 16 (weight layout atom)");
+    if (p.k % kTileK != 0) return invalid(err, "K=" + std::to_string(p.k) + " is not a multiple of " + std::to_string(kTileK));
+    if (p.group_size != p.k && (p.group_size <= 0 || p.k % p.group_size != 0 || p.group_size % kTileK != 0))
+      return invalid(err, "group_size=" + std::to_string(p.group_size) + " must divide K=" + std::to_string(p.k) +
+                              " and be a multiple of " + std::to_string(kTileK) + " (or equal K: per-channel)");
+    if (p.scales == nullptr) return invalid(err, "scales must not be NULL");
+    if (kZero != (p.zeros != nullptr)) return invalid(err, kZero ? "this kernel needs zeros" : "this kernel takes no zeros");
+    if (p.bias != nullptr) return invalid(err, "this kernel does not fuse bias: pass bias=NULL and add it after");
+    if (p.x_scales != nullptr) return invalid(err, "this kernel takes 16-bit activations: x_scales must be NULL");
+    if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != kActDtype)
+      return invalid(err, "this kernel writes the activation dtype: out_dtype must be DEFAULT or " + std::to_string(kActDtype));
+    if (p.split_k > 1) return invalid(err, "this kernel does not split K: split_k must be 0 or 1");
     for (auto [ptr, what] : {std::pair{p.x, "x"}, {p.w, "w"}, {p.scales, "scales"}, {static_cast<const void*>(p.y), "y"}})
       if (int s = detail::check_aligned(ptr, what, err)) return s;
     if (kZero) if (int s = detail::check_aligned(p.zeros, "zeros", err)) return s;
@@ -127,11 +124,6 @@ struct MixedGemm {
       return (err = "CUTLASS can_implement rejected the problem", MIXGEMM_INVALID_ARGUMENT);
     if (p.workspace_bytes < Gemm::get_workspace_size(args)) return (err = "workspace too small", MIXGEMM_INVALID_ARGUMENT);
     return MIXGEMM_OK;
-  }
-
-  static int check(const mixgemm_problem& p, std::string& err) {
-    if (int s = check_problem(p, err)) return s;
-    return check_arguments(p, arguments(p), err);
   }
 
   static size_t workspace_bytes(const mixgemm_problem& p) { return Gemm::get_workspace_size(arguments(p)); }
@@ -151,7 +143,7 @@ struct MixedGemm {
   }
 
   static int run(const mixgemm_problem& p, cudaStream_t stream, std::string& err) {
-    if (int s = check_problem(p, err)) return s;
+    if (int s = check(p, err)) return s;
     auto args = arguments(p);
     if (int s = check_arguments(p, args, err)) return s;
     if (cudaError_t e = raise_smem_limit(); e != cudaSuccess) {
@@ -173,12 +165,8 @@ struct MixedGemm {
 
 }  // namespace mixgemm::sm90
 
-// One generated kernel: a MixedGemm configuration registered under its spec name.
+// One generated kernel's configuration, NAME_config; the generated source registers it.
 #define MIXGEMM_SM90_MIXED_KERNEL(NAME, WEIGHT, ACT, ZERO, TILE_N, TILE_M, TILE_K, CLUSTER_N, SCHEDULE) \
-  namespace {                                                                                    \
-  using NAME##_config = ::mixgemm::sm90::MixedGemm<WEIGHT, ACT, ZERO, TILE_N, TILE_M, CLUSTER_N, \
-                                                   ::mixgemm::sm90::SCHEDULE>;                   \
-  static_assert(NAME##_config::kTileK == TILE_K, "spec tile k disagrees with the header");       \
-  const ::mixgemm::detail::Registrar NAME##_registrar{::mixgemm::detail::KernelEntry{            \
-      #NAME, 90, &NAME##_config::check, &NAME##_config::workspace_bytes, &NAME##_config::run}};  \
-  }
+  using NAME##_config = ::mixgemm::sm90::MixedGemm<WEIGHT, ACT, ZERO, TILE_N, TILE_M, CLUSTER_N,    \
+                                                   ::mixgemm::sm90::SCHEDULE>;                      \
+  static_assert(NAME##_config::kTileK == TILE_K, "spec tile k disagrees with the header");
