@@ -3,3 +3,4 @@
 
 MIXGEMM_SM90_MIXED_KERNEL(mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop, cutlass::uint4b_t, cutlass::bfloat16_t, true,
                           128, 16, 64, 2, Cooperative)
+MIXGEMM_REGISTER_KERNEL(mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop, mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop_config, 90)

@@ -34,10 +34,18 @@ def test_templates_are_strict():
         environment().from_string("{{ missing }}").render()
 
 
-def test_generated_source_names_its_spec(tmp_path):
-    s = select("smoke")[0]
-    generate([s], tmp_path)
-    text = (tmp_path / f"{s.name()}.cu").read_text()
-    assert f"MIXGEMM_SM90_MIXED_KERNEL({s.name()}," in text
+def test_generated_sources_name_their_spec_and_capabilities(tmp_path):
+    generate(select("smoke"), tmp_path, archs=["90a"])
     cmake = (tmp_path / "manifest.cmake").read_text()
-    assert "MIXGEMM_GENERATED_SOURCES_90a" in cmake and s.name() in cmake
+    for s in select("smoke"):
+        text = (tmp_path / f"{s.name()}.cu").read_text()
+        assert f"MIXGEMM_REGISTER_KERNEL({s.name()}, {s.name()}_config, 90)" in text
+        assert s.name() in cmake
+    assert "code=sm_90a" in cmake and "code=sm_90\"" in cmake and "sm_80" not in cmake
+
+
+def test_arch_filter_sets_targets_and_capabilities(tmp_path):
+    generate(select("smoke"), tmp_path, archs=["86"])
+    entries = read_manifest(tmp_path / "manifest.json")
+    assert [e["family"] for e in entries] == ["dec"]  # sm90a code cannot run on sm86
+    assert entries[0]["targets"] == ["80"] and entries[0]["capabilities"] == [80, 86, 87, 89]

@@ -4,7 +4,7 @@ import pytest
 
 from mixgemm import profiles
 
-KEY = "sm90 bf16 x s4 scale=group zero=False out=bf16"
+KEY = "w4_mma16_shuffled bf16 x s4 scale=group zero=False out=bf16"
 A, B = "mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop", "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
 
 

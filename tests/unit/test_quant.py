@@ -4,27 +4,30 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import mixgemm
-from mixgemm.quant import FORMATS, LAYOUTS, pack_nibbles, sm90_permute, sm90_unpermute, unpack_nibbles
+from mixgemm.generator.layouts import W4_MMA16
+from mixgemm.quant import FORMATS, LAYOUTS, mma16_permute, mma16_unpermute, pack_nibbles, unpack_nibbles
 
 
 def reference_quantize(w, fmt, group_size, act):
-    """Loop-free but independent statement of round-to-nearest group quantization."""
+    """Loop-free but independent statement of round-to-nearest group quantization, from the
+    format's registered range."""
     n, k = w.shape
     out_q = torch.empty(n, k, dtype=torch.int64)
     scales = torch.empty(k // group_size, n, dtype=act)
     zeros = torch.empty(k // group_size, n, dtype=act) if fmt.zero_point else None
+    levels = fmt.qmax - fmt.qmin
     for g in range(k // group_size):
         blk = w[:, g * group_size:(g + 1) * group_size].double()
         if fmt.zero_point:
             lo, hi = blk.min(1).values.clamp(max=0), blk.max(1).values.clamp(min=0)
-            s = torch.where(hi > lo, (hi - lo) / 15, torch.ones_like(hi)).to(act)
-            z = torch.clamp(torch.round(-lo / s.double()), 0, 15)
-            q = torch.clamp(torch.round(blk / s.double()[:, None]) + z[:, None], 0, 15)
+            s = torch.where(hi > lo, (hi - lo) / levels, torch.ones_like(hi)).to(act)
+            z = torch.clamp(torch.round(-lo / s.double()), fmt.qmin, fmt.qmax)
+            q = torch.clamp(torch.round(blk / s.double()[:, None]) + z[:, None], fmt.qmin, fmt.qmax)
             zeros[g] = (-z * s.double()).to(act)
         else:
             amax = blk.abs().max(1).values
-            s = torch.where(amax > 0, amax / 7, torch.ones_like(amax)).to(act)
-            q = torch.clamp(torch.round(blk / s.double()[:, None]), -8, 7)
+            s = torch.where(amax > 0, amax / fmt.qmax, torch.ones_like(amax)).to(act)
+            q = torch.clamp(torch.round(blk / s.double()[:, None]), fmt.qmin, fmt.qmax)
         scales[g] = s
         out_q[:, g * group_size:(g + 1) * group_size] = q.long()
     return out_q, scales, zeros
@@ -39,7 +42,8 @@ def test_quantize_matches_reference(fmt, act, group_size):
     pw = mixgemm.quantize(w, fmt, group_size, act_dtype=act)
     g = 256 if group_size == -1 else group_size
     q, s, z = reference_quantize(w, FORMATS[fmt], g, act)
-    assert pw.group_size == g and pw.scale_mode == ("channel" if group_size == -1 else "group")
+    assert pw.group_size == g and pw.per_channel == (group_size == mixgemm.PER_CHANNEL)
+    assert mixgemm.unpack(pw).min() >= FORMATS[fmt].qmin and mixgemm.unpack(pw).max() <= FORMATS[fmt].qmax
     # float32 vs float64 division can round a value sitting exactly on .5 the other way
     mismatch = (mixgemm.unpack(pw).long() - q).abs()
     assert mismatch.max() <= 1 and (mismatch > 0).float().mean() < 1e-3
@@ -69,20 +73,20 @@ def test_dequantize_is_one_fused_multiply_add(act):
     assert not torch.equal(mixgemm.dequantize(pw), two_roundings)  # the distinction the kernels make
 
 
-def test_sm90_permutation_is_a_bijection_and_inverts():
+def test_mma16_permutation_is_a_bijection_and_inverts():
     n, k = 48, 128
     idx = torch.arange(n * k).reshape(n, k)
-    flat = sm90_permute(idx)
+    flat = mma16_permute(idx)
     assert torch.equal(flat.sort().values, torch.arange(n * k))
-    assert torch.equal(sm90_unpermute(flat, n, k), idx)
+    assert torch.equal(mma16_unpermute(flat, n, k), idx)
 
 
-def test_sm90_atom_formula():
+def test_mma16_atom_formula():
     # value (n, k) of a 16x16 atom sits at 32*(n%8) + (n//8) + 4*(k%8) + 2*(k//8); atoms column-major
     n, k = 32, 64
     idx = torch.arange(n * k).reshape(n, k)
     offsets = torch.empty(n * k, dtype=torch.long)
-    offsets[sm90_permute(idx)] = torch.arange(n * k)  # offsets[value] = position
+    offsets[mma16_permute(idx)] = torch.arange(n * k)  # offsets[value] = position
     nn, kk = torch.meshgrid(torch.arange(n), torch.arange(k), indexing="ij")
     atom = 32 * (nn % 8) + (nn // 8) % 2 + 4 * (kk % 8) + 2 * ((kk // 8) % 2)
     expect = atom + 256 * ((nn // 16) + (n // 16) * (kk // 16))
@@ -109,7 +113,48 @@ def test_state_dict_round_trip_and_device_moves():
     other.load_state_dict(sd)
     assert torch.equal(mixgemm.dequantize(other), mixgemm.dequantize(pw))
     moved = pw.to(torch.device("cpu"))
-    assert moved.device.type == "cpu" and "layout=sm90" in repr(pw)
+    assert moved.device.type == "cpu" and f"layout={W4_MMA16}" in repr(pw)
+
+
+def test_version_1_state_dicts_load():
+    pw = mixgemm.quantize(torch.randn(32, 128, dtype=torch.bfloat16), "s4", 64)
+    sd = pw.state_dict()
+    sd["_extra_state"] = {"shape": [32, 128], "weight_dtype": "s4", "group_size": 64,
+                          "layout": "sm90_w4_mma16_shuffled", "arch": 90, "version": 1}
+    back = mixgemm.PackedWeight.from_state_dict(sd)
+    assert back.layout == W4_MMA16 and torch.equal(mixgemm.dequantize(back), mixgemm.dequantize(pw))
+    sd["_extra_state"] = {**sd["_extra_state"], "version": 7}
+    with pytest.raises(ValueError, match="version 7"):
+        mixgemm.PackedWeight.from_state_dict(sd)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_one_packed_weight_serves_both_activation_dtypes(fmt):
+    """A float32 weight quantizes once; bf16 and fp16 activations both use it, fp16 through scales
+    converted once (exactly) on first use."""
+    w = torch.randn(64, 256) * 0.05
+    pw = mixgemm.quantize(w, fmt, 128)
+    assert pw.scale_dtype == torch.bfloat16
+    s16, z16 = pw.scales_for(torch.float16)
+    assert s16.dtype == torch.float16 and torch.equal(s16.to(torch.bfloat16), pw.scales)
+    assert pw.scales_for(torch.float16)[0] is s16  # converted once
+    assert (z16 is None) == (not FORMATS[fmt].zero_point)
+    w16 = mixgemm.dequantize(pw, torch.float16)
+    assert w16.dtype == torch.float16
+    assert torch.allclose(w16.float(), mixgemm.dequantize(pw).float(), rtol=1e-2, atol=1e-4)
+
+
+def test_scales_that_do_not_fit_fp16_are_refused():
+    pw = mixgemm.quantize(torch.randn(32, 128) * 1e6, "s4", 128)  # scales ~ 1e5 > fp16 max
+    with pytest.raises(ValueError, match="do not convert exactly"):
+        pw.scales_for(torch.float16)
+
+
+def test_to_layout():
+    pw = mixgemm.quantize(torch.randn(32, 128), "s4", 128)
+    assert pw.to_layout(W4_MMA16) is pw
+    with pytest.raises(ValueError, match="can be packed as"):
+        pw.to_layout("w8_nothing")
 
 
 @pytest.mark.parametrize("kwargs, exc, fragment", [
@@ -120,9 +165,12 @@ def test_state_dict_round_trip_and_device_moves():
     (dict(group_size=32), ValueError, "multiple of 64"),
     (dict(w=torch.randn(40, 128)), ValueError, "multiple of 16"),
     (dict(w=torch.randn(32, 96), group_size=-1), ValueError, "K of 64"),
+    (dict(group_size=None), ValueError, "group_size=None"),
+    (dict(arch=75), ValueError, "sm75"),
     (dict(zero_point=True), ValueError, "zero_point=True"),
     (dict(weight_dtype="u4", zero_point=False), ValueError, "zero_point=False"),
-    (dict(arch=80), ValueError, "arch=80"),
+    (dict(arch="sm90"), ValueError, "arch='sm90'"),
+    (dict(layout="w3_weird"), ValueError, "layout='w3_weird'"),
     (dict(act_dtype=torch.float32), TypeError, "act_dtype"),
     (dict(w=torch.full((32, 128), float("nan"))), ValueError, "NaN"),
 ])
@@ -147,8 +195,25 @@ def test_quantize_any_valid_shape(n, kg, g, fmt, act):
     assert torch.equal(mixgemm.unpack(mixgemm.PackedWeight.from_state_dict(pw.state_dict())), mixgemm.unpack(pw))
 
 
-def test_layout_registry_is_keyed_by_arch():
-    assert LAYOUTS[90].arch == 90 and LAYOUTS[90].tag == "sm90_w4_mma16_shuffled"
+@pytest.mark.parametrize("tag", sorted(LAYOUTS))
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_every_layout_round_trips_every_format_of_its_width(tag, fmt):
+    layout, f = LAYOUTS[tag], FORMATS[fmt]
+    if layout.bits != f.bits:
+        pytest.skip(f"{tag} holds {layout.bits}-bit values")
+    n, k = 2 * layout.n_multiple, 4 * layout.k_multiple
+    q = torch.randint(f.qmin, f.qmax + 1, (n, k), dtype=torch.int8)
+    data = layout.pack(q)
+    assert data.dtype == torch.uint8 and data.numel() == layout.nbytes(n, k)
+    assert torch.equal(layout.unpack(data, n, k, f.dtype.signed), q)
+
+
+def test_arch_picks_the_shape_rule_of_the_families_there():
+    w = torch.randn(32, 96)
+    with pytest.raises(ValueError, match="dec, sm90 families"):
+        mixgemm.quantize(w, "s4", -1, arch=90)  # sm90 needs K % 64
+    pw = mixgemm.quantize(w, "s4", -1, arch=86)  # only the decode family runs on sm86: K % 16
+    assert pw.padded_shape == (32, 96) and pw.layout == W4_MMA16
 
 
 @pytest.mark.parametrize("n, k, g", [(8, 256, 128), (40, 100, 64), (2736, 7392, 128), (24, 7392, -1)])
@@ -175,6 +240,7 @@ def test_pad_makes_any_shape_quantizable(n, k, g):
     (lambda sd: sd.update(data=sd["data"][:-2]), "data must be uint8"),
     (lambda sd: sd["_extra_state"].update(group_size=96), "group_size=96"),
     (lambda sd: sd["_extra_state"].update(layout="sm80_whatever"), "layout"),
+    (lambda sd: sd["_extra_state"].update(padded_shape=[40, 256]), "padded shape"),
 ])
 def test_corrupt_packed_weights_are_refused(mutate, fragment):
     sd = mixgemm.quantize(torch.randn(32, 256, dtype=torch.bfloat16), "u4", 128).state_dict()

@@ -1,8 +1,10 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from mixgemm.generator import DType, KernelSpec, ScaleMode, Schedule, catalog, default_kernels, invalid_reason, is_valid
-from mixgemm.generator.catalog import product_of_axes, select
+from mixgemm.generator import (FAMILIES, DecodeSpec, DType, KernelSpec, ScaleMode, Schedule, Sm90MixedSpec, catalog,
+                               default_kernels, invalid_reason, is_valid, select, smoke_kernels)
+from mixgemm.generator.catalog import product_of_axes
+from mixgemm.generator.cli import parse_archs
 
 
 def test_every_catalog_name_round_trips():
@@ -13,37 +15,50 @@ def test_every_catalog_name_round_trips():
     assert len({s.name() for s in specs}) == len(specs)
 
 
-def test_catalog_is_sorted_and_filtered_by_the_one_predicate():
+def test_catalog_is_sorted_union_of_families_filtered_by_their_predicates():
     specs = catalog()
     assert [s.name() for s in specs] == sorted(s.name() for s in specs)
-    every = list(product_of_axes())
+    every = product_of_axes()
     assert set(specs) == {s for s in every if invalid_reason(s) is None}
-    assert len(every) > len(specs)  # the predicate rejects some of the product
+    assert len(every) > len(specs)  # the predicates reject some of the product
+    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "dec"}
 
 
-def test_default_set_is_valid_and_covers_the_type_pairs():
+def test_default_set_is_valid_and_covers_the_type_pairs_in_every_family():
     d = default_kernels()
     assert d and all(is_valid(s) for s in d)
-    pairs = {(s.act, s.weight, s.zero) for s in d}
-    assert pairs == {(a, w, w == DType.U4) for a in (DType.BF16, DType.F16) for w in (DType.S4, DType.U4)}
+    for token in FAMILIES:
+        pairs = {(s.act, s.weight, s.zero) for s in d if s.token == token}
+        assert pairs == {(a, w, w == DType.U4) for a in (DType.BF16, DType.F16) for w in (DType.S4, DType.U4)}, token
+
+
+def test_smoke_is_one_kernel_per_family():
+    assert sorted(s.token for s in smoke_kernels()) == sorted(FAMILIES)
 
 
 @pytest.mark.parametrize("bad", ["", "mixgemm_sm90", "mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_fast",
-                                 "mixgemm_sm90_bf16xq4_g_bf16_t128x16x64_c2x1_coop", "gemm_128x128"])
+                                 "mixgemm_sm90_bf16xq4_g_bf16_t128x16x64_c2x1_coop", "gemm_128x128",
+                                 "mixgemm_nosuchfamily_bf16xs4_g_bf16", "mixgemm_dec_bf16xs4_g_bf16_t128x16x64_c2x1_coop"])
 def test_parse_rejects_non_names(bad):
     with pytest.raises(ValueError):
         KernelSpec.parse(bad)
 
 
+def test_families_have_their_own_grammar():
+    dec = KernelSpec.parse("mixgemm_dec_f16xu4_gz_f16_t64x8")
+    assert isinstance(dec, DecodeSpec) and dec.rows == 64 and dec.tokens == 8 and dec.zero
+    sm90 = KernelSpec.parse("mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop")
+    assert isinstance(sm90, Sm90MixedSpec) and sm90.tile == (128, 16, 64) and sm90.cluster == (2, 1)
+
+
 def spec(**kw):
-    base = dict(arch=90, act=DType.BF16, weight=DType.S4, scale=ScaleMode.GROUP, zero=False, out=DType.BF16,
+    base = dict(act=DType.BF16, weight=DType.S4, scale=ScaleMode.GROUP, zero=False, out=DType.BF16,
                 tile=(128, 16, 64), cluster=(2, 1), schedule=Schedule.COOPERATIVE)
     base.update(kw)
-    return KernelSpec(**base)
+    return Sm90MixedSpec(**base)
 
 
 @pytest.mark.parametrize("kw, fragment", [
-    (dict(arch=80), "arch"),
     (dict(act=DType.F32), "activation"),
     (dict(weight=DType.S8), "weight"),
     (dict(out=DType.F16), "output"),
@@ -60,8 +75,25 @@ def test_invalid_reasons(kw, fragment):
     assert reason is not None and fragment in reason
 
 
+def test_decode_invalid_reasons():
+    ok = DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=32, tokens=16)
+    assert ok.invalid_reason() is None
+    assert "rows" in DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=48, tokens=16).invalid_reason()
+    assert "tokens" in DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=32, tokens=32).invalid_reason()
+    assert ok.max_m() == 16 and not ok.deterministic
+
+
 def test_valid_example():
     assert invalid_reason(spec()) is None
+
+
+def test_capabilities_follow_the_compiled_targets():
+    sm90, dec = spec(), KernelSpec.parse("mixgemm_dec_bf16xs4_g_bf16_t32x16")
+    assert sm90.capabilities() == (90,)
+    assert dec.capabilities() == (80, 86, 87, 89, 90)
+    assert dec.targets(["86"]) == ("80",) and dec.capabilities(dec.targets(["86"])) == (80, 86, 87, 89)
+    assert dec.targets(["90a"]) == ("90",) and sm90.targets(["90a"]) == ("90a",)
+    assert sm90.targets(["80"]) == ()
 
 
 def test_dtype_facts():
@@ -72,15 +104,28 @@ def test_dtype_facts():
 
 
 def test_select_filters():
-    assert select("smoke") and len(select("smoke")) == 1
+    assert {s.token for s in select("smoke")} == set(FAMILIES)
     assert select("all") == catalog()
+    assert select("none") == []
     only = select("bf16xs4+t128x16")
-    assert only and all("bf16xs4" in s.name() and "t128x16" in s.name() for s in only)
+    assert only and all(s.act == DType.BF16 and s.weight == DType.S4 and s.tile[:2] == (128, 16) for s in only)
     with pytest.raises(ValueError, match="match no kernel"):
         select("nosuchthing")
-    assert select("default", archs=[80]) == []
+    assert {s.token for s in select("default", archs=["80"])} == {"dec"}
+    assert select("default", archs=["75"]) == []
 
 
-@given(st.sampled_from(list(product_of_axes())))
+@pytest.mark.parametrize("text, expect", [("90a", ["90a"]), ("sm_90a", ["90a"]), ("sm90a;80", ["90a", "80"]),
+                                          ("compute_86, 90", ["86", "90"]), ("", None)])
+def test_parse_archs(text, expect):
+    assert parse_archs(text) == expect
+
+
+def test_parse_archs_rejects_junk():
+    with pytest.raises(ValueError, match="not an arch"):
+        parse_archs("hopper")
+
+
+@given(st.sampled_from(product_of_axes()))
 def test_name_round_trip_for_any_spec_in_the_product(s):
     assert KernelSpec.parse(s.name()) == s
