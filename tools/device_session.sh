@@ -1,46 +1,71 @@
 #!/usr/bin/env bash
-# One lent-GPU call: install against .prebuilt/libmixgemm.so (tools/build_prebuilt.sh), then the
-# steps in $STEPS (default: test,sanitize,bench; add 'tune' for a new profile plus the independent
-# re-measurement and unseen shapes that benchmarks/dispatch_report.py judges it with).
-# Files in $OUT (the device tool returns at most 8): log.txt, pytest.txt, sanitize.txt, bench.md,
-# bench.json, bench.png, and with tune profile.json, fresh.json, unseen.json (then drop sanitize).
+# One GPU-machine call (run from the repo root there, with .cutlass/ carried: CUTLASS's headers).
+# Steps in $STEPS, comma-separated, in this order:
+#   build     pip install from source, offline, as the README's offline command (MIXGEMM_KERNELS, default 'default')
+#   prebuilt  install against .prebuilt/libmixgemm.so instead (tools/build_prebuilt.sh)
+#   probe     tools/decode_probe.cu: the decode kernel alone, correctness and timing (under a timeout)
+#   test      the README's test command (pytest), CUTLASS_DIR set so the layout test runs
+#   sanitize  compute-sanitizer memcheck + racecheck, one kernel per family and format
+#   bench     mixgemm bench on the Llama-3 shapes, peers in the same run, --graph
+#   layer     mixgemm bench --layer llama3-8b at M = 1 and 16
+#   sweep     mixgemm bench on shapes outside the Llama-3 six
+#   tune      mixgemm tune -> $OUT/profile.json (bench/layer then use it)
+# Files in $OUT (the device tool returns at most 8): log.txt and one file per step.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-STEPS=${STEPS:-test,sanitize,bench}
-export PYTHONUNBUFFERED=1
+STEPS=${STEPS:-build,test,bench}
+export PYTHONUNBUFFERED=1 CUTLASS_DIR=$PWD/.cutlass
 SRC=$PWD
 start=$(date +%s)
 log() { echo "[$(( $(date +%s) - start ))s] $*" | tee -a "$OUT/log.txt"; }
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv >> "$OUT/log.txt"
-MIXGEMM_PREBUILT_LIBRARY=$SRC/.prebuilt/libmixgemm.so python3 -m pip install --no-build-isolation --no-deps -q . \
-  >> "$OUT/log.txt" 2>&1 || { tail -40 "$OUT/log.txt"; exit 1; }
-log installed
+if has build; then
+  MIXGEMM_KERNELS=${MIXGEMM_KERNELS:-default} python3 -m pip install --no-build-isolation --no-deps -q . \
+    >> "$OUT/log.txt" 2>&1 || { tail -60 "$OUT/log.txt"; exit 1; }
+  log "built from source: $(python3 -c 'import mixgemm; print(len(mixgemm.kernels()))' 2>&1) kernels"
+fi
+if has prebuilt; then
+  MIXGEMM_PREBUILT_LIBRARY=$SRC/.prebuilt/libmixgemm.so python3 -m pip install --no-build-isolation --no-deps -q . \
+    >> "$OUT/log.txt" 2>&1 || { tail -60 "$OUT/log.txt"; exit 1; }
+  log installed prebuilt
+fi
+if has probe; then
+  nvcc -std=c++17 -O3 --expt-relaxed-constexpr -Iinclude -gencode=arch=compute_90,code=sm_90 tools/decode_probe.cu \
+    -o /tmp/decode_probe >> "$OUT/log.txt" 2>&1 && timeout 150 /tmp/decode_probe ${PROBE_ARGS:-} > "$OUT/probe.txt" 2>&1
+  log "probe rc=$?"
+  tail -60 "$OUT/probe.txt"
+fi
 cd /tmp  # import the installed package, not the source tree
-python3 "$SRC/examples/quickstart.py" >> "$OUT/log.txt" 2>&1; log "quickstart rc=$?"
-grep -E "pick:|relative error" "$OUT/log.txt"
-if has test; then
-  python3 -m pytest -q -rs -p no:cacheprovider "$SRC/tests" > "$OUT/pytest.txt" 2>&1; log "pytest rc=$?"
-  tail -4 "$OUT/pytest.txt"
-fi
-if has sanitize; then
-  timeout 300 python3 "$SRC/tests/sanitize.py" --timeout 120 > "$OUT/sanitize.txt" 2>&1; log "sanitize rc=$?"
-  tail -9 "$OUT/sanitize.txt"
-fi
 profile=()
 if has tune; then
-  python3 -m mixgemm.cli tune --shapes llama3-8b,llama3-70b --out "$OUT/profile.json" >> "$OUT/log.txt" 2>&1
+  python3 -m mixgemm.cli tune --shapes ${TUNE_SHAPES:-llama3-8b,llama3-70b} --out "$OUT/profile.json" >> "$OUT/log.txt" 2>&1
   log "tune rc=$?"
-  python3 -m mixgemm.cli tune --shapes llama3-8b,llama3-70b --formats s4:bf16,u4:f16 --out "$OUT/fresh.json" \
-    >> "$OUT/log.txt" 2>&1; log "fresh rc=$?"
-  python3 -m mixgemm.cli tune --shapes 4608:3584,37888:3584,3584:18944,18432:16384,16384:53248,9216:3072 \
-    --m 1,3,16,48,100,256,700,1024,3000,4096 --formats s4:bf16 --out "$OUT/unseen.json" >> "$OUT/log.txt" 2>&1
-  log "unseen rc=$?"
   profile=(env MIXGEMM_PROFILE="$OUT/profile.json")
 fi
+if has test; then
+  python3 "$SRC/examples/quickstart.py" >> "$OUT/log.txt" 2>&1; log "quickstart rc=$?"
+  timeout 900 python3 -m pytest -q -rs -x -p no:cacheprovider "$SRC/tests" > "$OUT/pytest.txt" 2>&1; log "pytest rc=$?"
+  tail -15 "$OUT/pytest.txt"
+fi
+if has sanitize; then
+  timeout 400 python3 "$SRC/tests/sanitize.py" --timeout 150 > "$OUT/sanitize.txt" 2>&1; log "sanitize rc=$?"
+  tail -9 "$OUT/sanitize.txt"
+fi
 if has bench; then
-  "${profile[@]}" python3 -m mixgemm.cli bench --shapes llama3-8b,llama3-70b --m 1,16,64,256,1024,4096 \
-    --vs cublas,tinygemm,scaled_mm --markdown "$OUT/bench.md" --json "$OUT/bench.json" --plot "$OUT/bench.png" \
+  "${profile[@]}" python3 -m mixgemm.cli bench --shapes llama3-8b,llama3-70b --m ${BENCH_M:-1,16,64,256,1024,4096} \
+    --vs cublas,tinygemm --graph --markdown "$OUT/bench.md" --json "$OUT/bench.json" --plot "$OUT/bench.png" \
     >> "$OUT/log.txt" 2>&1; log "bench rc=$?"
   cat "$OUT/bench.md"
+fi
+if has layer; then
+  "${profile[@]}" python3 -m mixgemm.cli bench --layer llama3-8b --m 1,16 --markdown "$OUT/layer.md" \
+    >> "$OUT/log.txt" 2>&1; log "layer rc=$?"
+  cat "$OUT/layer.md"
+fi
+if has sweep; then
+  "${profile[@]}" python3 -m mixgemm.cli bench --m 1,4,16,64,256,2048 --vs cublas,tinygemm \
+    --shapes ${SWEEP_SHAPES:-4608:3584,3584:4608,37888:3584,3584:18944,18432:16384,2048:1792,5120:5120,13824:5120,5120:13824,1536:8960,8960:1536,1792:8192} \
+    --markdown "$OUT/sweep.md" --json "$OUT/sweep.json" >> "$OUT/log.txt" 2>&1; log "sweep rc=$?"
+  cat "$OUT/sweep.md"
 fi

@@ -112,17 +112,12 @@ def scaled_mm_fn(w: torch.Tensor, x: torch.Tensor) -> Optional[Callable]:
         return None
 
 
-def overhead_us(pw, k: int, calls: int = 2000) -> dict:
-    """Host time per call of mixgemm.gemm vs the bare C++ launch, on a shape whose kernel is short,
-    so the CPU is the bottleneck: their difference is the Python overhead (validation, dispatch)."""
+def host_us_per_call(fn: Callable[[], object], calls: int = 2000) -> float:
+    """Wall-clock microseconds per call of a loop of `fn`, on a problem so small that the host is
+    the bottleneck (best of 3 loops)."""
     import time  # noqa: PLC0415
-    import mixgemm  # noqa: PLC0415
-    from mixgemm.ops import launch  # noqa: PLC0415
-    x = torch.randn(1, k, dtype=pw.scale_dtype, device="cuda")
-    out = torch.empty(1, pw.shape[0], dtype=pw.scale_dtype, device="cuda")
-    index = mixgemm.explain(x, pw).choice.index
 
-    def per_call(fn):
+    def loop():
         for _ in range(50):
             fn()
         torch.cuda.synchronize()
@@ -131,15 +126,29 @@ def overhead_us(pw, k: int, calls: int = 2000) -> dict:
             fn()
         torch.cuda.synchronize()
         return (time.perf_counter() - t) / calls * 1e6
+    return min(loop() for _ in range(3))
 
-    bare = min(per_call(lambda: launch(index, x, pw.data, pw.scales, pw.zeros, out, pw.group_size)) for _ in range(3))
-    full = min(per_call(lambda: mixgemm.gemm(x, pw)) for _ in range(3))
-    return {"gemm_us_per_call": full, "launch_us_per_call": bare, "python_overhead_us": full - bare}
+
+def overhead_us(weight_dtype: str, group_size: int, act: torch.dtype, n: int = 256, k: int = 1024) -> dict:
+    """Host time per eager call at M=1 on a tiny shape: mixgemm.gemm, the bare C++ launch of the
+    same kernel, and torch.nn.functional.linear on the dense weight (what a user replaces)."""
+    import mixgemm  # noqa: PLC0415
+    from mixgemm.ops import launch  # noqa: PLC0415
+    w = torch.randn(n, k, device="cuda", dtype=act)
+    pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act)
+    x = torch.randn(1, k, dtype=act, device="cuda")
+    out = torch.empty(1, n, dtype=act, device="cuda")
+    choice = mixgemm.explain(x, pw).choice
+    bare = host_us_per_call(lambda: launch(choice.index, x, pw.data, pw.scales, pw.zeros, out, pw.group_size))
+    full = host_us_per_call(lambda: mixgemm.gemm(x, pw))
+    linear = host_us_per_call(lambda: torch.nn.functional.linear(x, w))
+    return {"gemm_us_per_call": full, "launch_us_per_call": bare, "python_overhead_us": full - bare,
+            "linear_us_per_call": linear, "kernel": choice.spec.name()}
 
 
 def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEFAULT_WEIGHT_DTYPE,
         group_size: int = DEFAULT_GROUP_SIZE,
-        act: torch.dtype = torch.bfloat16) -> dict:
+        act: torch.dtype = torch.bfloat16, graph: bool = False) -> dict:
     import mixgemm  # noqa: PLC0415
     torch.manual_seed(0)
     info = gpu_info()
@@ -159,6 +168,18 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
             row["roofline_us"] = roofline_us(m, n, k, pw.nbytes(), ceil)
             if "cublas" in vs:
                 row["cublas_us"] = bench_us(lambda: x @ w_deq.t())
+            if graph:
+                l2 = torch.cuda.get_device_properties(0).L2_cache_size
+                pws = [pw] + [mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act)
+                              for _ in range(max(0, min(63, -(-2 * l2 // pw.nbytes()) - 1)))]
+                row["mixgemm_graph_us"] = graph_rotating_us(lambda i: lambda: mixgemm.gemm(x, pws[i % len(pws)]),
+                                                            pw.nbytes(), l2)
+                del pws
+                if "cublas" in vs:
+                    ws = [w_deq] + [w_deq.clone() for _ in range(max(0, min(15, -(-2 * l2 // (w_deq.numel() * 2)) - 1)))]
+                    row["cublas_graph_us"] = graph_rotating_us(lambda i: lambda: x @ ws[i % len(ws)].t(),
+                                                               w_deq.numel() * 2, l2)
+                    del ws
             if "tinygemm" in vs and act == torch.bfloat16:
                 fn = tinygemm_fn(w, x, group_size)
                 row["tinygemm_us"] = bench_us(fn) if fn else None
@@ -168,8 +189,7 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
             rows.append(row)
             print(format_row(row), flush=True)
         del w, w_deq
-    overhead = overhead_us(mixgemm.quantize(torch.randn(256, 1024, device="cuda"), weight_dtype, group_size,
-                                            act_dtype=act), 1024)
+    overhead = overhead_us(weight_dtype, group_size, act)
     after = gpu_info()
     # NOTE(ceilings): measured again at the end; the better of the two is the ceiling (clocks ramp up)
     again = ceilings()
@@ -199,7 +219,8 @@ def format_row(r: dict) -> str:
     return s
 
 
-PEERS = (("cublas_us", "cuBLAS bf16"), ("tinygemm_us", "tinygemm w4"), ("scaled_mm_us", "cuBLAS fp8"))
+PEERS = (("cublas_us", "cuBLAS bf16"), ("tinygemm_us", "tinygemm w4"), ("scaled_mm_us", "cuBLAS fp8"),
+         ("mixgemm_graph_us", "mixgemm graph"), ("cublas_graph_us", "cuBLAS bf16 graph"))
 
 
 def markdown(result: dict) -> str:
@@ -213,8 +234,9 @@ def markdown(result: dict) -> str:
              f"{result['group_size']}, activations {result['act']}. Times in microseconds (median, L2 flushed); "
              f"% = roofline time / measured time; x = peer time / mixgemm time.", ""]
     if ov:
-        lines += [f"Per-call host time at M=1 on a tiny shape: mixgemm.gemm {ov['gemm_us_per_call']:.1f} us, bare "
-                  f"C++ launch {ov['launch_us_per_call']:.1f} us: Python overhead {ov['python_overhead_us']:.1f} us.", ""]
+        lines += [f"Per-call host time, eager, M=1 on a tiny shape (256x1024): mixgemm.gemm {ov['gemm_us_per_call']:.1f} us "
+                  f"(bare C++ launch {ov['launch_us_per_call']:.1f} us, so Python adds {ov['python_overhead_us']:.1f} us), "
+                  f"torch.nn.functional.linear {ov.get('linear_us_per_call', float('nan')):.1f} us.", ""]
     for w in result.get("warnings", []):
         lines += [f"WARNING: {w}", ""]
     head = "| shape | M | roofline | mixgemm | % | " + " | ".join(f"{label} | x" for _, label in peers) + " | kernel |"
@@ -271,16 +293,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-dtype", default=DEFAULT_WEIGHT_DTYPE, choices=sorted(FORMATS))
     p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
     p.add_argument("--act", default=ACTIVATIONS[0].short, choices=[a.short for a in ACTIVATIONS])
+    p.add_argument("--graph", action="store_true",
+                   help="also time mixgemm and cuBLAS as CUDA-graph replays of back-to-back calls over weight "
+                        "copies that exceed L2 (how serving engines run decode)")
+    p.add_argument("--layer", default=None, help="instead of single GEMMs: a decoder layer's projections "
+                   "(llama3-8b, llama3-70b) at the --m batch sizes, eager and under CUDA graphs")
+    p.add_argument("--layers", type=int, default=8, help="layers with distinct weights for --layer")
     p.add_argument("--markdown", default=None, help="write the results table here")
     p.add_argument("--json", default=None, help="write all numbers here")
+
+
+def graph_rotating_us(make_call: Callable[[int], Callable[[], object]], copy_bytes: int, l2_bytes: int) -> float:
+    """Microseconds per call in a CUDA graph of back-to-back calls that rotate over enough weight
+    copies (make_call(i) uses copy i) to exceed twice the L2, so weights come from DRAM."""
+    from .layer_bench import graph_us  # noqa: PLC0415
+    copies = max(1, -(-2 * l2_bytes // max(copy_bytes, 1)))
+    calls = [make_call(i) for i in range(min(copies, 64))]
+    rounds = max(1, 16 // len(calls))
+
+    def seq():
+        for _ in range(rounds):
+            for c in calls:
+                c()
+    return graph_us(seq) / (rounds * len(calls))
 
 
 def main(args: argparse.Namespace) -> int:
     if not torch.cuda.is_available():
         raise ValueError("mixgemm bench needs a CUDA GPU")
+    if args.layer:
+        from .layer_bench import MODELS, layer_markdown, run_layer  # noqa: PLC0415
+        if args.layer not in MODELS:
+            raise ValueError(f"--layer {args.layer!r}: choose one of {sorted(MODELS)}")
+        result = run_layer(args.layer, [int(v) for v in args.m.split(",")], args.layers, args.weight_dtype,
+                           args.group_size, torch_dtype(args.act))
+        table = layer_markdown(result)
+        print(table)
+        if args.markdown:
+            open(args.markdown, "w").write(table)
+        if args.json:
+            open(args.json, "w").write(json.dumps(result, indent=1))
+        return 0
     shapes = [s for tok in args.shapes.split(",") for s in SHAPE_SETS.get(tok, [tok])]
     result = run(shapes, [int(v) for v in args.m.split(",")], args.vs.split(","), args.weight_dtype,
-                 args.group_size, torch_dtype(args.act))
+                 args.group_size, torch_dtype(args.act), graph=args.graph)
     table = markdown(result)
     print(table)
     if args.markdown:

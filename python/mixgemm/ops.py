@@ -23,15 +23,15 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
 
 
 def base_problem(data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], n: int, k: int,
-                 group_size: int):
+                 group_size: int, split_k: int = 0):
     """The C problem struct with the per-weight fields set, built once per weight (a call then only
     passes x, y, M and the workspace)."""
-    key = (data.data_ptr(), scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0, n, k, group_size)
+    key = (data.data_ptr(), scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0, n, k, group_size, split_k)
     p = _problems.get(key)
     if p is None:
         p = _lib.load().Problem()
         p.w, p.scales, p.n, p.k, p.group_size = key[0], key[1], n, k, group_size
-        p.zeros = key[2]
+        p.zeros, p.split_k = key[2], split_k
         _problems[key] = p
     return p
 
@@ -47,21 +47,22 @@ def workspace(device: int, stream: int, nbytes: int) -> torch.Tensor:
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-           out: torch.Tensor, group_size: int) -> None:
-    """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous)."""
+           out: torch.Tensor, group_size: int, split_k: int = 0) -> None:
+    """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous).
+    split_k >= 1 forces that many K-slices on kernels that split K (tests use it)."""
     m, k = x.shape
     n = out.shape[1]
     device = x.device.index
     if device != torch.cuda.current_device():
         with torch.cuda.device(device):
-            return launch(index, x, data, scales, zeros, out, group_size)
+            return launch(index, x, data, scales, zeros, out, group_size, split_k)
     lib = _lib.load()
-    base = base_problem(data, scales, zeros, n, k, group_size)
-    wkey = (index, m, n, k, group_size)
+    base = base_problem(data, scales, zeros, n, k, group_size, split_k)
+    wkey = (index, m, n, k, group_size, split_k)
     ws_bytes = _workspace_bytes.get(wkey)
     if ws_bytes is None:
         probe = lib.Problem()
-        probe.m, probe.n, probe.k, probe.group_size = m, n, k, group_size
+        probe.m, probe.n, probe.k, probe.group_size, probe.split_k = m, n, k, group_size, split_k
         ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, probe)
     stream = _raw_stream(device)
     ws = workspace(device, stream, ws_bytes).data_ptr() if ws_bytes else 0

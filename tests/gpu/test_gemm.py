@@ -27,6 +27,12 @@ def built() -> list[str]:
     return [name for name, _ in _lib.built_kernels()] if _lib.available() else []
 
 
+def ms_for(spec, ms) -> list[int]:
+    """The M values of `ms` a kernel serves, plus its largest."""
+    limit = spec.max_m()
+    return list(ms) if limit is None else sorted({m for m in ms if m <= limit} | {limit})
+
+
 @functools.lru_cache(maxsize=4)
 def packed_and_reference(n: int, k: int, weight: str, act: str, group_size: int, seed: int = 0):
     """A PackedWeight and its dequantized weight in fp32 (the reference operand)."""
@@ -44,12 +50,12 @@ def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
     return ((y.float() - ref).norm() / ref.norm()).item()
 
 
-def check_kernel(name: str, n: int, k: int, m: int, group_size: int) -> None:
+def check_kernel(name: str, n: int, k: int, m: int, group_size: int, split_k: int = 0) -> None:
     spec = KernelSpec.parse(name)
     pw, w_ref = packed_and_reference(n, k, spec.weight.short, spec.act.short, group_size)
     x = torch.randn(m, k, device="cuda", dtype=torch_dtype(spec.act))
     out = torch.full((m, n), float("nan"), device="cuda", dtype=x.dtype)
-    launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
+    launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size, split_k=split_k)
     torch.cuda.synchronize()
     assert not out.isnan().any(), f"{name}: {int(out.isnan().sum())} outputs not written at M={m} N={n} K={k}"
     ref = x.float() @ w_ref.t()
@@ -61,7 +67,7 @@ def check_kernel(name: str, n: int, k: int, m: int, group_size: int) -> None:
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_every_kernel_on_llama_shapes(name, shape):
     n, k = SHAPES[shape]
-    for m in MS:
+    for m in ms_for(KernelSpec.parse(name), MS):
         check_kernel(name, n, k, m, 128)
 
 
@@ -69,7 +75,7 @@ def test_every_kernel_on_llama_shapes(name, shape):
 @pytest.mark.parametrize("name", built())
 def test_every_kernel_other_group_sizes(name, group_size):
     n, k = SHAPES["l3-8b.qkv"]
-    for m in (1, 257):
+    for m in ms_for(KernelSpec.parse(name), (1, 257)):
         check_kernel(name, n, k, m, k if group_size == -1 else group_size)
 
 
@@ -111,29 +117,34 @@ def test_empty_input_returns_empty():
 def test_errors_before_launch_on_gpu():
     pw = packed(6144, 4096, "s4", "bf16", 128, seed=2)
     x = torch.randn(2, 4096, device="cuda", dtype=torch.bfloat16)
-    other = mixgemm.PackedWeight.from_state_dict(pw.state_dict())
-    other.arch = 80
-    with pytest.raises(ValueError, match="packed for sm80"):
-        mixgemm.gemm(x, other)
     with pytest.raises(ValueError, match="out_dtype"):
         mixgemm.gemm(x, pw, out_dtype=torch.float32)
     with pytest.raises(ValueError, match="bias"):
         mixgemm.gemm(x, pw, bias=torch.randn(10, device="cuda", dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="not built"):
         mixgemm.gemm(x, pw, kernel="mixgemm_sm90_bf16xs4_g_bf16_t64x16x64_c1x1_pp")
-    wrong = [n for n in mixgemm.kernels() if "xu4" in n]
-    if wrong:
-        with pytest.raises(ValueError, match="does not serve"):
-            mixgemm.gemm(x, pw, kernel=wrong[0])
+    specs = [KernelSpec.parse(n) for n in mixgemm.kernels()]
+    wrong = next(s for s in specs if s.weight.short == "u4")
+    with pytest.raises(ValueError, match="does not serve"):
+        mixgemm.gemm(x, pw, kernel=wrong.name())
+    small = next(s for s in specs if s.max_m() is not None and s.weight.short == "s4" and s.act.short == "bf16")
+    with pytest.raises(ValueError, match=f"M={small.max_m() + 1} > {small.max_m()}"):
+        mixgemm.gemm(torch.randn(small.max_m() + 1, 4096, device="cuda", dtype=torch.bfloat16), pw, kernel=small.name())
     # the C++ entry refuses what Python would have caught too (defence in depth)
     lib = _lib.load()
-    idx = mixgemm.kernels().index(next(n for n in mixgemm.kernels() if "bf16xs4" in n))
-    status, msg = lib.check(idx, x.data_ptr() + 2, pw.data.data_ptr(), pw.scales.data_ptr(), 0,
-                            x.data_ptr(), 2, 6144, 4096, 128, 0, 0)
-    assert status != 0 and "aligned" in msg
-    status, msg = lib.check(idx, x.data_ptr(), pw.data.data_ptr(), pw.scales.data_ptr(), 0,
-                            x.data_ptr(), 2, 6144, 4096, 100, 0, 0)
-    assert status != 0 and "group_size" in msg
+    for spec in specs:
+        idx = mixgemm.kernels().index(spec.name())
+        p = lib.Problem()
+        p.x, p.w, p.scales, p.y = x.data_ptr() + 2, pw.data.data_ptr(), pw.scales.data_ptr(), x.data_ptr()
+        p.zeros = pw.scales.data_ptr() if spec.zero else 0
+        p.m, p.n, p.k, p.group_size = 2, 6144, 4096, 128
+        status, msg = lib.check(idx, p)
+        assert status != 0 and "aligned" in msg, spec.name()
+        p.x, p.group_size = x.data_ptr(), 100
+        status, msg = lib.check(idx, p)
+        assert status != 0 and "group_size" in msg, spec.name()
+        p.group_size = 128
+        assert lib.check(idx, p) == (0, ""), spec.name()
 
 
 def test_runs_on_the_current_stream():
