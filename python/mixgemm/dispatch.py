@@ -143,10 +143,7 @@ def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_ind
            kernel: Optional[str] = None, deterministic: bool = False) -> Choice:
     """The kernel for this problem, or ValueError listing every candidate and why it was rejected."""
     if kernel:
-        choice = _forced(key, m, n, k, group_size, device_index, kernel)
-        if deterministic and not choice.spec.deterministic:
-            raise ValueError(f"kernel={kernel!r} is not deterministic across batch sizes; drop deterministic=True")
-        return choice
+        return _forced(key, m, n, k, group_size, device_index, kernel, deterministic)
     # NOTE(cache): keyed by the exact M (the estimates use it), so explain() and gemm() agree
     cache_key = (key.token, m, n, k, group_size, device_index, deterministic)
     hit = _cache.get(cache_key)
@@ -159,8 +156,9 @@ def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_ind
     return exp.choice
 
 
-def _forced(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int, kernel: str) -> Choice:
-    cache_key = (key.token, kernel, m, n, k, group_size, device_index)
+def _forced(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int, kernel: str,
+            deterministic: bool) -> Choice:
+    cache_key = (key.token, kernel, m, n, k, group_size, device_index, deterministic)
     hit = _cache.get(cache_key)
     if hit is not None:
         return hit
@@ -174,6 +172,8 @@ def _forced(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_in
                          f"{[b.spec.name() for b in built()] or 'none'} (rebuild with MIXGEMM_KERNELS=...)")
     if not key.serves(found.spec):
         raise ValueError(f"kernel={kernel!r} does not serve this call ({key})")
+    if deterministic and not found.spec.deterministic:
+        raise ValueError(f"kernel={kernel!r} is not deterministic across batch sizes; drop deterministic=True")
     why = problem_rejection(found.spec, m, n, k, group_size)
     if why:
         raise ValueError(f"kernel={kernel!r} cannot run this problem: {why}")
