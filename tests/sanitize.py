@@ -31,11 +31,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tools", default="memcheck,racecheck")
     p.add_argument("--timeout", type=int, default=300)
+    p.add_argument("--families", default=None, help="comma-separated family tokens (default: every family)")
     args = p.parse_args()
     import mixgemm  # noqa: PLC0415
     picks = {}
     for name in mixgemm.kernels():
         spec = mixgemm.generator.KernelSpec.parse(name)
+        if args.families and spec.token not in args.families.split(","):
+            continue
         picks.setdefault((spec.token, spec.weight), name)  # one kernel per family and weight format
     rows, failed = [], False
     for name in picks.values():

@@ -19,7 +19,7 @@ from ..layouts import W4_MMA16
 
 ROWS = (16, 32, 64)   # output features per warp: 1, 2 or 4 layout atoms
 TOKENS = (8, 16)      # one or two mma n8 tiles
-DEFAULT = {(32, 8), (32, 16)}
+DEFAULT = {(rows, tokens) for rows in ROWS for tokens in TOKENS}  # pruned by the tuning sweep
 SMOKE = "mixgemm_dec_bf16xs4_g_bf16_t32x16"
 
 

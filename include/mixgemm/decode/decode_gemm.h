@@ -1,0 +1,889 @@
+// Decode GEMM: y[M, N] = x[M, K] @ dequant(W)[N, K]^T for small M (1..16), int4 weights and
+// bf16/fp16 activations, built on mma.sync.m16n8k16 (sm_80 and later; also run on sm_90).
+//
+// The weight is the mma's A operand (16 output rows x 16 k per atom), the tokens are its B operand
+// (8 tokens per n8 tile, two tiles for M <= 16). The packed weight layout "w4_mma16_shuffled" stores
+// each 16x16 atom as 32 words, word t being exactly lane t's A fragment (see load_chunk and
+// dequant_atom for the facts each shift relies on). Atoms are column-major over (N/16, K/16): for one
+// 16-wide k slab the atoms of all rows are contiguous, N*8 bytes.
+//
+// Work split (see DecodeGemm::make_plan): a warp owns kRowAtoms atoms of rows (a "row block") and a
+// contiguous K slice; a CTA holds R row blocks x W K slices (R*W <= 8 warps); gridDim.y = S more
+// K splits. A warp walks its slice in chunks: the next chunk's weights (registers, one 128-byte atom
+// per warp-wide 32-bit load) and x (cp.async into a per-warp shared stage, read with ldmatrix) are
+// in flight while the current chunk is dequantized and multiplied. Warps of a CTA reduce through
+// shared memory in fixed order; CTAs of one row tile reduce through the workspace with the "last
+// block reduces" pattern (fixed order, no waiting on other CTAs, self-resetting counters). Results
+// are bit-identical run to run, and independent of M.
+//
+// Workspace: needed only when S > 1 (workspace_bytes says how much): 64 KB of counters at its start
+// (the same place for every shape and plan), then fp32 partials. The caller zero-fills it once
+// before its first use; the kernel leaves the counters at zero again when it completes, so one
+// cached workspace serves every shape of this family. It must not be shared with other kernel
+// families that write its first 64 KB, nor used by two launches that may run at the same time.
+//
+// Programmatic Dependent Launch (sm_90, MIXGEMM_DECODE_PDL): the kernel may start while the previous
+// kernel in the stream finishes, but reads and writes no global memory before griddepcontrol.wait,
+// so any previous kernel may have written any of its inputs.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "mixgemm/registry.h"
+
+#ifndef MIXGEMM_DECODE_PDL
+#define MIXGEMM_DECODE_PDL 1  // 0: launch without the PDL attribute and skip griddepcontrol
+#endif
+
+namespace mixgemm::decode {
+
+constexpr bool kUsePdl = MIXGEMM_DECODE_PDL != 0;
+
+namespace impl {
+
+// ------------------------------------------------------------------------------------------------
+// Compile-time configuration
+// ------------------------------------------------------------------------------------------------
+
+constexpr int kMaxWarps = 8;          // warps per CTA (R * W)
+constexpr int kMinBlocksPerSm = 2;    // __launch_bounds__ minimum: caps registers at 128/thread
+constexpr int kMinSliceChunks = 2;    // a warp's K slice spans >= 2 chunks when K allows it
+// Split-K arrival counters live at a fixed place, the first kCounterBytes of the workspace, for
+// every plan and every instantiation, so no plan's partials ever land on another plan's counters
+// (the workspace is cached and reused across shapes). At most this many row tiles can split.
+constexpr int kMaxCounters = 16384;
+constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);  // 64 KB; partials start here
+
+// k atoms (16 k each) per pipeline chunk: a warp keeps up to two chunks of kChunk * kRowAtoms weight
+// words in flight: 1 KB per chunk for kRowAtoms 1, 2 KB for 2; for 4, 4 KB (s4, 8 tokens) or 2 KB
+// (u4 or 16 tokens: 8 atoms would spill there; 128 registers is the cap for 2 CTAs per SM).
+template <bool kZero, int kRowAtoms, int kTokens>
+constexpr int chunk_atoms() {
+  return kRowAtoms == 4 && (kTokens == 16 || kZero) ? 4 : 8;
+}
+
+// x staging in shared memory, per warp: two stages (chunk i computes while chunk i+1 lands), each
+// kTokens rows of kChunk k atoms (32 bytes each) plus 16 bytes of padding, which puts the 8 rows
+// that one ldmatrix phase reads in 8 different 4-bank groups.
+template <int kChunk>
+constexpr int x_row_bytes() {
+  return kChunk * 32 + 16;
+}
+template <int kChunk, int kTokens>
+constexpr int x_stage_bytes() {
+  return kTokens * x_row_bytes<kChunk>();
+}
+
+template <class Act>
+struct ActTraits;
+
+template <>
+struct ActTraits<__nv_bfloat16> {
+  using Vec2 = __nv_bfloat162;
+  // 0x4300 is bf16 128.0 (exponent 2^7, 7 mantissa bits): OR-ing a nibble v into the mantissa gives
+  // exactly 128 + v.
+  static constexpr uint32_t kMagic = 0x43004300u;
+  static constexpr int kDtype = MIXGEMM_DTYPE_BF16;
+  static constexpr const char* kName = "bf16";
+};
+
+template <>
+struct ActTraits<__half> {
+  using Vec2 = __half2;
+  // 0x6400 is fp16 1024.0 (exponent 2^10, 10 mantissa bits): OR-ing v gives exactly 1024 + v.
+  static constexpr uint32_t kMagic = 0x64006400u;
+  static constexpr int kDtype = MIXGEMM_DTYPE_F16;
+  static constexpr const char* kName = "f16";
+};
+
+// Everything the kernel needs; plain values so it travels as a kernel parameter.
+struct Params {
+  const void* x;        // [m, k] Act
+  const void* w;        // packed atoms
+  const void* scales;   // [k / group, n] Act
+  const void* zeros;    // [k / group, n] Act, kZero only
+  void* y;              // [m, n] Act
+  float* partials;      // [splits, kTokens, n] fp32 (splits > 1)
+  int* counters;        // [grid_x] arrival counters (splits > 1)
+  int m, n, k;
+  int na;               // n / 16 row atoms
+  int ka;               // k / 16 k atoms
+  int nb;               // row blocks (warp row tiles) = ceil(na / kRowAtoms)
+  int group_atoms;      // group_size / 16
+  int kchunks;          // ceil(ka / kChunk)
+  int warps_k;          // W: K slices per CTA
+  int rows_per_cta;     // R: row blocks per CTA
+  int splits;           // S: CTAs along K (gridDim.y)
+};
+
+// ------------------------------------------------------------------------------------------------
+// Device helpers
+// ------------------------------------------------------------------------------------------------
+
+template <class T>
+__device__ __forceinline__ T bits_as(uint32_t u) {
+  T t;
+  static_assert(sizeof(T) == 4, "32-bit pair expected");
+  __builtin_memcpy(&t, &u, 4);
+  return t;
+}
+
+template <class T>
+__device__ __forceinline__ uint32_t as_bits(T t) {
+  uint32_t u;
+  __builtin_memcpy(&u, &t, 4);
+  return u;
+}
+
+// The 16-bit value in the low half, in both halves.
+__device__ __forceinline__ __half2 bcast_lo(uint32_t raw, __half2*) {
+  return __low2half2(bits_as<__half2>(raw));
+}
+__device__ __forceinline__ __nv_bfloat162 bcast_lo(uint32_t raw, __nv_bfloat162*) {
+  return __low2bfloat162(bits_as<__nv_bfloat162>(raw));
+}
+
+// L2 policy for the weight stream: read once, so evict it first (keeps x and partials in L2).
+__device__ __forceinline__ uint64_t make_evict_first_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
+// One 32-bit weight word; 0 when !pred. Non-coherent path, no L1 allocation (no reuse), L2 evict
+// first. volatile keeps the load where the pipeline issues it.
+__device__ __forceinline__ uint32_t ld_weight(const uint32_t* ptr, bool pred, uint64_t policy) {
+  uint32_t v;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "setp.ne.b32 p, %2, 0;\n\t"
+      "mov.b32 %0, 0;\n\t"
+      "@p ld.global.nc.L1::no_allocate.L2::cache_hint.b32 %0, [%1], %3;\n\t}"
+      : "=r"(v)
+      : "l"(ptr), "r"(static_cast<int>(pred)), "l"(policy));
+  return v;
+}
+
+// One 16-bit scale / zero, zero-extended into a 32-bit register; 0 when !pred.
+__device__ __forceinline__ uint32_t ld_u16(const void* ptr, bool pred) {
+  unsigned short h;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "setp.ne.b32 p, %2, 0;\n\t"
+      "mov.b16 %0, 0;\n\t"
+      "@p ld.global.nc.b16 %0, [%1];\n\t}"
+      : "=h"(h)
+      : "l"(ptr), "r"(static_cast<int>(pred)));
+  return h;
+}
+
+// 16 bytes global -> shared, asynchronous; .ca lets L1 keep the line (the row-block warps of a CTA
+// that share a K slice read the same x).
+__device__ __forceinline__ void cp_async16(uint32_t smem_addr, const void* gptr) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(smem_addr), "l"(gptr) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+// Wait until at most kPending of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
+// B fragments of one k atom from the x stage: matrix i of ldmatrix is (tokens 8*(i/2) + 0..7,
+// k 8*(i%2) + 0..7), and lane t gets row t/4, elements 2(t%4) + {0,1} of each, which is exactly
+// b0 (i even) / b1 (i odd) of n8 tile i/2.
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&b)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(addr)
+               : "memory");
+}
+__device__ __forceinline__ void ldsm_x2(uint32_t addr, uint32_t (&b)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
+               : "=r"(b[0]), "=r"(b[1])
+               : "r"(addr)
+               : "memory");
+  b[2] = b[3] = 0u;
+}
+
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (kUsePdl) asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void grid_dependency_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (kUsePdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// (a & b) ^ c in one LOP3 (the compiler splits it into two when b and c are both immediates).
+__device__ __forceinline__ uint32_t and_xor(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0x6a;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // 0x6a = (F0 & CC) ^ AA
+  return d;
+}
+
+// d += a (16x16, row) * b (16x8, col), fp32 accumulate.
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1, __nv_bfloat16*) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1, __half*) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Lane t's weight word -> its four A registers, dequantized in 16-bit.
+// Nibble j of word t is atom element (row 8*(j&1) + t/4, col 8*((j>>1)&1) + 2*(t%4) + (j>>2)), so
+// (w >> 4r) & 0x000F000F holds nibble r (low half) and nibble r+4 (high half): A register r's pair
+// (row t/4 + 8*(r&1), cols 2*(t%4) + 8*(r>>1) + {0, 1}). Registers 0 and 2 are row t/4 (scale s_lo),
+// 1 and 3 row t/4 + 8 (s_hi).
+// q -> 16-bit: XOR with magic | 8 (s4) puts 1024 + (q + 8) (fp16) or 128 + (q + 8) (bf16) in each
+// half (the XOR flips the two's-complement sign bit 3, i.e. adds 8 mod 16, and sets the magic's
+// exponent bits, which are zero under the mask); subtracting the same bit pattern's value is exact
+// and leaves q. u4 uses the plain magic and v = q. Then one rounding: q * s (hmul2) or
+// fma(q, s, z) (hfma2).
+template <class Act, bool kZero>
+__device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
+                                             uint32_t z_hi, uint32_t (&a)[4]) {
+  using V2 = typename ActTraits<Act>::Vec2;
+  constexpr uint32_t kBias = ActTraits<Act>::kMagic | (kZero ? 0u : 0x00080008u);
+  const V2 bias = bits_as<V2>(kBias);
+  const V2 s0 = bcast_lo(s_lo, static_cast<V2*>(nullptr));
+  const V2 s1 = bcast_lo(s_hi, static_cast<V2*>(nullptr));
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const uint32_t v = and_xor(w >> (4 * r), 0x000F000Fu, kBias);
+    const V2 q = __hsub2(bits_as<V2>(v), bias);
+    const V2 s = (r & 1) ? s1 : s0;
+    if constexpr (kZero) {
+      const V2 z = bcast_lo((r & 1) ? z_hi : z_lo, static_cast<V2*>(nullptr));
+      a[r] = as_bits(__hfma2(q, s, z));
+    } else {
+      a[r] = as_bits(__hmul2(q, s));
+    }
+  }
+}
+
+// A run of consecutive k atoms inside one warp's K slice that lies inside one scale group.
+struct Chunk {
+  int pos;  // first k atom
+  int len;  // atoms, 0 = done
+  int grp;  // scale group of all its atoms
+};
+
+template <int kChunk>
+__device__ __forceinline__ Chunk first_chunk(int begin, int end, int group_atoms) {
+  Chunk c;
+  c.pos = begin;
+  c.grp = begin / group_atoms;
+  c.len = max(0, min(kChunk, min(end, (c.grp + 1) * group_atoms) - begin));
+  return c;
+}
+
+// Chunks never cross a group boundary, so they may be shorter than kChunk when kChunk does not
+// divide the group (and at the slice end `end`).
+template <int kChunk>
+__device__ __forceinline__ Chunk next_chunk(Chunk c, int end, int group_atoms) {
+  c.pos += c.len;
+  if (c.pos == (c.grp + 1) * group_atoms) c.grp += 1;
+  c.len = max(0, min(kChunk, min(end, (c.grp + 1) * group_atoms) - c.pos));
+  return c;
+}
+
+// Scales (and zeros) in flight: lane t holds row t % 16 of row atom 2h + t / 16 in register h, so
+// one 16-bit load per lane covers two row atoms (64 contiguous bytes per warp); compute_chunk
+// shuffles each lane its rows t/4 and t/4 + 8.
+template <int kRowAtoms>
+constexpr int scale_regs() {
+  return (kRowAtoms + 1) / 2;
+}
+
+// Registers of one chunk in flight.
+template <bool kZero, int kRowAtoms, int kChunk>
+struct ChunkRegs {
+  uint32_t w[kChunk][kRowAtoms];  // weight words
+  uint32_t s[scale_regs<kRowAtoms>()];
+  uint32_t z[kZero ? scale_regs<kRowAtoms>() : 1];
+};
+
+// Per-lane constants of the main loop. Offsets rather than pointers where the base is a kernel
+// parameter (read from the constant bank at each use), to keep loop-carried registers low.
+template <int kRowAtoms, int kTiles>
+struct LaneCtx {
+  const uint32_t* w_lane;       // word `lane` of atom (row block's first row atom, k atom 0)
+  int k_stride_words;           // words between consecutive k atoms of one row atom = na * 32
+  int s_off;                    // scale row 16 * (t / 16) + t % 16 of the row block (group 0)
+  bool row_ok[kRowAtoms];       // row atom inside n
+  bool scale_ok[scale_regs<kRowAtoms>()];  // this lane's scale row (see ChunkRegs) inside n
+  uint32_t x_stage[2];          // shared addresses of this warp's two x stages
+  uint32_t ldsm_off;            // this lane's ldmatrix row address within a stage (k atom 0)
+  uint64_t policy;
+};
+
+template <bool kZero, int kRowAtoms, int kChunk, int kTiles>
+__device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk>& f, const Chunk& ch,
+                                           const LaneCtx<kRowAtoms, kTiles>& cx, const Params& p) {
+  // Atom (n_hi, k_hi) starts at word 32 * (n_hi + na * k_hi): the kRowAtoms atoms of one k atom
+  // are 32 words apart, consecutive k atoms na * 32 words. Each load is one whole 128-byte atom
+  // across the warp (lane t reads word t), fully coalesced.
+  const uint32_t* wp = cx.w_lane + static_cast<size_t>(ch.pos) * cx.k_stride_words;
+#pragma unroll
+  for (int u = 0; u < kChunk; ++u) {
+#pragma unroll
+    for (int i = 0; i < kRowAtoms; ++i) {
+      f.w[u][i] = ld_weight(wp + u * cx.k_stride_words + i * 32, u < ch.len && cx.row_ok[i],
+                            cx.policy);
+    }
+  }
+  const size_t s_off = static_cast<size_t>(ch.grp) * p.n + cx.s_off;
+#pragma unroll
+  for (int h = 0; h < scale_regs<kRowAtoms>(); ++h) {
+    const bool ok = ch.len > 0 && cx.scale_ok[h];
+    f.s[h] = ld_u16(static_cast<const unsigned short*>(p.scales) + s_off + 32 * h, ok);
+    if constexpr (kZero)
+      f.z[h] = ld_u16(static_cast<const unsigned short*>(p.zeros) + s_off + 32 * h, ok);
+  }
+}
+
+// x[token][16 * (pos + u) + 0..15] for tokens < m and u < len into one x stage: row `token` of
+// the stage holds the chunk's k atoms back to back (32 bytes each). Rows >= m stay zero (filled
+// once at kernel start). Consecutive lanes copy consecutive 16-byte pieces of one row.
+template <class Act, int kChunk, int kTokens>
+__device__ __forceinline__ void copy_x_chunk(uint32_t stage, const Chunk& ch, const Params& p) {
+  constexpr int kPiecesPerRow = 2 * kChunk;
+  constexpr int kPieces = kTokens * kPiecesPerRow;
+  static_assert(kPieces % 32 == 0, "whole warp-wide rounds of pieces");
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int it = 0; it < kPieces / 32; ++it) {
+    const int q = it * 32 + lane;
+    const int tok = q / kPiecesPerRow;
+    const int u = q % kPiecesPerRow / 2;
+    const int half = q % 2;
+    if (tok < p.m && u < ch.len) {
+      const Act* src = static_cast<const Act*>(p.x) + static_cast<size_t>(tok) * p.k +
+                       static_cast<size_t>(ch.pos + u) * 16 + 8 * half;
+      cp_async16(stage + tok * x_row_bytes<kChunk>() + u * 32 + 16 * half, src);
+    }
+  }
+}
+
+// Row r (0..15) of row atom i from the chunk's scale registers (lane 16 * (i % 2) + r holds it).
+template <int kRegs>
+__device__ __forceinline__ uint32_t scale_of(const uint32_t (&regs)[kRegs], int i, int row) {
+  return __shfl_sync(0xffffffffu, regs[i / 2], 16 * (i % 2) + row);
+}
+
+// Chunk `ch` (weights in f, x in the shared stage at `stage`, already landed) into acc.
+template <class Act, bool kZero, int kRowAtoms, int kChunk, int kTiles>
+__device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4],
+                                              const ChunkRegs<kZero, kRowAtoms, kChunk>& f,
+                                              const Chunk& ch, uint32_t stage,
+                                              const LaneCtx<kRowAtoms, kTiles>& cx) {
+  const int g = threadIdx.x % 32 / 4;
+  // Scales (zeros) of rows g and g + 8 of each row atom, constant over the chunk.
+  uint32_t s_lo[kRowAtoms], s_hi[kRowAtoms], z_lo[kRowAtoms], z_hi[kRowAtoms];
+#pragma unroll
+  for (int i = 0; i < kRowAtoms; ++i) {
+    s_lo[i] = scale_of(f.s, i, g);
+    s_hi[i] = scale_of(f.s, i, g + 8);
+    z_lo[i] = z_hi[i] = 0u;
+    if constexpr (kZero) {
+      z_lo[i] = scale_of(f.z, i, g);
+      z_hi[i] = scale_of(f.z, i, g + 8);
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kChunk; ++u) {
+    if (u < ch.len) {
+      // b[2j], b[2j+1] = b0, b1 of n8 tile j: x[tok][k0 + 2(t%4) + {0,1}] and x[tok][k0 + 8 + ...].
+      uint32_t b[4];
+      if constexpr (kTiles == 2) ldsm_x4(stage + cx.ldsm_off + u * 32, b);
+      else ldsm_x2(stage + cx.ldsm_off + u * 32, b);
+#pragma unroll
+      for (int i = 0; i < kRowAtoms; ++i) {
+        uint32_t a[4];
+        dequant_atom<Act, kZero>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
+#pragma unroll
+        for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1],
+                                                  static_cast<Act*>(nullptr));
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ float4 add4(float4 a, float4 b) {
+  return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
+__device__ __forceinline__ void store4(__nv_bfloat16* y, float4 v) {
+  uint2 u;
+  u.x = as_bits(__floats2bfloat162_rn(v.x, v.y));
+  u.y = as_bits(__floats2bfloat162_rn(v.z, v.w));
+  *reinterpret_cast<uint2*>(y) = u;
+}
+__device__ __forceinline__ void store4(__half* y, float4 v) {
+  uint2 u;
+  u.x = as_bits(__floats2half2_rn(v.x, v.y));
+  u.y = as_bits(__floats2half2_rn(v.z, v.w));
+  *reinterpret_cast<uint2*>(y) = u;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The kernel
+// ------------------------------------------------------------------------------------------------
+
+template <class Act, bool kZero, int kRowAtoms, int kTokens>
+__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_kernel(const Params p) {
+  constexpr int kChunk = chunk_atoms<kZero, kRowAtoms, kTokens>();
+  constexpr int kTiles = kTokens / 8;
+  constexpr int kRows = 16 * kRowAtoms;  // rows per warp
+  constexpr int kStage = x_stage_bytes<kChunk, kTokens>();
+  // Main loop: each warp's two x stages; epilogue: the reduction buffer (reuses the same bytes).
+  extern __shared__ __align__(16) float smem[];
+  __shared__ int s_last;
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int g = lane >> 2;  // mma groupID: A/C row, B column (token)
+  const int c = lane & 3;   // thread in group: k pair of A/B, C column pair
+  const int r = warp / p.warps_k;   // row block within the CTA
+  const int wk = warp % p.warps_k;  // K slice within the CTA
+  const int rb = blockIdx.x * p.rows_per_cta + r;
+
+  // K slice of this warp: chunk-aligned, balanced to +-1 chunk.
+  const int slices = p.warps_k * p.splits;
+  const int slice = blockIdx.y * p.warps_k + wk;
+  const int a_begin = min(p.ka, static_cast<int>(static_cast<long long>(slice) * p.kchunks / slices) * kChunk);
+  // An idle warp of a ragged last row tile gets an empty slice.
+  const int a_end = rb >= p.nb ? a_begin
+      : min(p.ka, static_cast<int>(static_cast<long long>(slice + 1) * p.kchunks / slices) * kChunk);
+
+  LaneCtx<kRowAtoms, kTiles> cx;
+  cx.k_stride_words = p.na * 32;
+  cx.w_lane = static_cast<const uint32_t*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 32 + lane;
+  cx.s_off = rb * kRows + lane;  // scale row of this lane in register 0 (see ChunkRegs)
+#pragma unroll
+  for (int i = 0; i < kRowAtoms; ++i) cx.row_ok[i] = rb * kRowAtoms + i < p.na;
+#pragma unroll
+  for (int h = 0; h < scale_regs<kRowAtoms>(); ++h) {
+    const int atom = 2 * h + lane / 16;
+    cx.scale_ok[h] = atom < kRowAtoms && rb * kRowAtoms + atom < p.na;
+  }
+  const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  cx.x_stage[0] = smem_base + warp * 2 * kStage;
+  cx.x_stage[1] = cx.x_stage[0] + kStage;
+  // ldmatrix row addresses: lanes 8i..8i+7 address matrix i = (token 8*(i/2) + lane%8, k half i%2).
+  // The x2 form (one n8 tile) uses lanes 0..15 only.
+  const int ldsm_tok = (lane & 7) + (kTiles == 2 ? 8 * (lane >> 4) : 0);
+  cx.ldsm_off = ldsm_tok * x_row_bytes<kChunk>() + 16 * ((lane >> 3) & 1);
+  cx.policy = make_evict_first_policy();
+
+  // Rows of tokens >= m are never copied: zero them once so their (discarded) mma columns see
+  // defined values.
+  {
+    constexpr int kUnits = 2 * kStage / 16;
+    uint4* mine = reinterpret_cast<uint4*>(reinterpret_cast<char*>(smem) + warp * 2 * kStage);
+    for (int q = lane; q < kUnits; q += 32) {
+      const int tok = q * 16 % kStage / x_row_bytes<kChunk>();
+      if (tok >= p.m) mine[q] = make_uint4(0u, 0u, 0u, 0u);
+    }
+  }
+
+  float acc[kRowAtoms][kTiles][4];
+#pragma unroll
+  for (int i = 0; i < kRowAtoms; ++i)
+#pragma unroll
+    for (int j = 0; j < kTiles; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+  // ---- main loop: weights of the next chunk in registers and its x in the other stage are in
+  // flight while this chunk computes. One cp.async group per chunk slot (committed even when
+  // empty), so wait_group 1 always means "this chunk's x has landed". ----
+  {
+    ChunkRegs<kZero, kRowAtoms, kChunk> fa, fb;
+    Chunk ca = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);
+    Chunk cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
+    // NOTE(PDL): no global memory is read before the previous kernel has completed. Prefetching the
+    // weights earlier would overlap more, but is wrong when that kernel wrote them (quantize, or a
+    // user editing scales in place, right before this launch); the launch and the setup above still
+    // overlap its tail.
+    grid_dependency_wait();
+    if (ca.len > 0) load_chunk(fa, ca, cx, p);
+    if (cb.len > 0) load_chunk(fb, cb, cx, p);
+    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
+    cp_async_commit();
+    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, p);
+    cp_async_commit();
+    while (ca.len > 0) {
+      cp_async_wait<1>();
+      __syncwarp();  // every lane's copies of this stage are visible to the whole warp
+      compute_chunk<Act, kZero>(acc, fa, ca, cx.x_stage[0], cx);
+      if (cb.len == 0) break;
+      ca = next_chunk<kChunk>(cb, a_end, p.group_atoms);
+      __syncwarp();  // the whole warp is done reading stage 0 before it is refilled
+      if (ca.len > 0) {
+        load_chunk(fa, ca, cx, p);
+        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
+      }
+      cp_async_commit();
+      cp_async_wait<1>();
+      __syncwarp();
+      compute_chunk<Act, kZero>(acc, fb, cb, cx.x_stage[1], cx);
+      if (ca.len == 0) break;
+      cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
+      __syncwarp();
+      if (cb.len > 0) {
+        load_chunk(fb, cb, cx, p);
+        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, p);
+      }
+      cp_async_commit();
+    }
+  }
+  // The dependent grid's griddepcontrol.wait still waits for this grid to complete and flush, so
+  // letting it launch now (its prologue overlaps our epilogue) is safe.
+  grid_dependency_launch_dependents();
+  cp_async_wait<0>();  // nothing may still land in the x stages ...
+  __syncthreads();     // ... and no warp may still read them: the reduction reuses the bytes
+
+  // ---- reduce the W K slices of each row block through shared memory ----
+  // red[(wk * kTokens + token) * ldn + local row]; ldn = rows + 4 makes the fragment stores
+  // conflict-free (token 2c lands 8c banks away, row g one bank) and keeps rows 16-byte aligned.
+  const int rows_cta = p.rows_per_cta * kRows;
+  const int ldn = rows_cta + 4;
+  {
+    float* mine = smem + static_cast<size_t>(wk * kTokens) * ldn + r * kRows;
+#pragma unroll
+    for (int i = 0; i < kRowAtoms; ++i)
+#pragma unroll
+      for (int j = 0; j < kTiles; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          // C fragment: c0, c1 = (row g, cols 2c, 2c+1); c2, c3 = row g + 8.
+          const int tok = 8 * j + 2 * c + (e & 1);
+          const int row = 16 * i + g + 8 * (e >> 1);
+          mine[tok * ldn + row] = acc[i][j][e];
+        }
+  }
+  __syncthreads();
+
+  // Each thread owns 4 consecutive rows of one token (same items in every pass below).
+  const int n_cta = blockIdx.x * rows_cta;
+  const int vecs = rows_cta / 4;
+  const int items = p.m * vecs;
+  const float4* red4 = reinterpret_cast<const float4*>(smem);
+  const int ldn4 = ldn / 4;
+  Act* y = static_cast<Act*>(p.y);
+
+  if (p.splits == 1) {
+    for (int q = tid; q < items; q += blockDim.x) {
+      const int m = q / vecs;
+      const int v4 = q - m * vecs;
+      const int n = n_cta + 4 * v4;
+      if (n >= p.n) continue;
+      float4 v = red4[m * ldn4 + v4];
+      for (int s = 1; s < p.warps_k; ++s) v = add4(v, red4[(s * kTokens + m) * ldn4 + v4]);
+      store4(y + static_cast<size_t>(m) * p.n + n, v);
+    }
+    return;
+  }
+
+  // ---- split K over CTAs: publish this CTA's fp32 partial, the last arriving CTA sums all ----
+  float* part = p.partials + static_cast<size_t>(blockIdx.y) * kTokens * p.n;
+  for (int q = tid; q < items; q += blockDim.x) {
+    const int m = q / vecs;
+    const int v4 = q - m * vecs;
+    const int n = n_cta + 4 * v4;
+    if (n >= p.n) continue;
+    float4 v = red4[m * ldn4 + v4];
+    for (int s = 1; s < p.warps_k; ++s) v = add4(v, red4[(s * kTokens + m) * ldn4 + v4]);
+    __stcg(reinterpret_cast<float4*>(part + static_cast<size_t>(m) * p.n + n), v);
+  }
+  __threadfence();  // this thread's partials are visible device-wide before the arrival below
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == p.splits - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();  // the other CTAs' partials (fenced before their arrivals) are read after this
+  for (int q = tid; q < items; q += blockDim.x) {
+    const int m = q / vecs;
+    const int v4 = q - m * vecs;
+    const int n = n_cta + 4 * v4;
+    if (n >= p.n) continue;
+    const float* src = p.partials + static_cast<size_t>(m) * p.n + n;
+    const size_t split_stride = static_cast<size_t>(kTokens) * p.n;
+    float4 v = __ldcg(reinterpret_cast<const float4*>(src));  // L2: never a stale L1 line
+    for (int s = 1; s < p.splits; ++s)
+      v = add4(v, __ldcg(reinterpret_cast<const float4*>(src + s * split_stride)));
+    store4(y + static_cast<size_t>(m) * p.n + n, v);
+  }
+  if (tid == 0) atomicExch(p.counters + blockIdx.x, 0);  // ready for the next launch
+}
+
+}  // namespace impl
+
+// How one problem is cut; a pure function of (n, k, group, split_k, SM count): never of m.
+struct DecodePlan {
+  int splits = 1;        // S: CTAs along K (gridDim.y)
+  int warps_k = 1;       // W: K slices per CTA
+  int rows_per_cta = 1;  // R: row blocks (warps of kRowAtoms atoms) per CTA
+  int grid_x = 1;        // row tiles
+  int threads = 32;
+  size_t smem_bytes = 0;
+  size_t workspace_bytes = 0;
+};
+
+template <class Act, bool kZero, int kRowAtoms, int kTokens>
+struct DecodeGemm {
+  static_assert(kRowAtoms == 1 || kRowAtoms == 2 || kRowAtoms == 4, "kRowAtoms is 1, 2 or 4");
+  static_assert(kTokens == 8 || kTokens == 16, "kTokens is 8 or 16");
+  static constexpr int kChunk = impl::chunk_atoms<kZero, kRowAtoms, kTokens>();
+  static constexpr int kRows = 16 * kRowAtoms;
+  // Largest dynamic shared memory of any plan (R * W <= 8 warps): x stages or reduction buffer.
+  static constexpr size_t kMaxSmemBytes =
+      std::max<size_t>(impl::kMaxWarps * 2 * impl::x_stage_bytes<kChunk, kTokens>(),
+                       sizeof(float) * kTokens * (impl::kMaxWarps * kRows + 4 * impl::kMaxWarps));
+
+  static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+  static int pow2_floor(int v) {
+    int p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+  }
+
+  // Fill in R, grid, smem and workspace for given S and W.
+  static DecodePlan finish_plan(const mixgemm_problem& p, int splits, int warps_k) {
+    DecodePlan plan;
+    const int na = static_cast<int>(p.n / 16);
+    const int nb = ceil_div(na, kRowAtoms);
+    plan.splits = splits;
+    plan.warps_k = warps_k;
+    plan.rows_per_cta = std::min(impl::kMaxWarps / warps_k, nb);
+    plan.grid_x = ceil_div(nb, plan.rows_per_cta);
+    plan.threads = 32 * plan.warps_k * plan.rows_per_cta;
+    // Two x stages per warp in the main loop; the reduction buffer afterwards (same bytes).
+    const size_t x_stages = static_cast<size_t>(plan.threads / 32) * 2 *
+                            impl::x_stage_bytes<kChunk, kTokens>();
+    const size_t reduction = sizeof(float) * static_cast<size_t>(warps_k) * kTokens *
+                             (static_cast<size_t>(plan.rows_per_cta) * kRows + 4);
+    plan.smem_bytes = std::max(x_stages, reduction);
+    if (splits > 1)
+      plan.workspace_bytes = impl::kCounterBytes + sizeof(float) * static_cast<size_t>(splits) *
+                                                       kTokens * static_cast<size_t>(p.n);
+    return plan;
+  }
+
+  // The split rule (p must pass check()):
+  //   NB = ceil(n/16 / kRowAtoms) warp row blocks, KC = ceil(k/16 / kChunk) chunks.
+  //   Resident warps = sm_count * kMinBlocksPerSm * 8 (16 per SM, each with up to two 1-4 KB
+  //   chunks of weights in flight). Total K slices P = clamp(resident / NB, 1, KC / 2): enough warps to
+  //   fill the GPU once with equal, long-running warps (so no ragged second wave), but never a
+  //   slice shorter than two chunks. W = min(8, pow2_floor(P)) slices inside a CTA (cheap smem
+  //   reduction), S = P / W CTAs along K (workspace reduction); R = 8 / W row blocks per CTA
+  //   share x through L1. A forced split_k = S keeps S and takes W = pow2_floor(KC / 2 / S) <= 8.
+  static DecodePlan make_plan(const mixgemm_problem& p, int sm_count) {
+    const int na = static_cast<int>(p.n / 16);
+    const int ka = static_cast<int>(p.k / 16);
+    const int nb = ceil_div(na, kRowAtoms);
+    const int kc = ceil_div(ka, kChunk);
+    const int slice_max = std::max(1, kc / impl::kMinSliceChunks);
+    int splits, warps_k;
+    if (p.split_k >= 1) {
+      splits = p.split_k;
+      warps_k = std::min(impl::kMaxWarps, pow2_floor(std::max(1, slice_max / splits)));
+    } else {
+      const int resident = std::max(1, sm_count) * impl::kMinBlocksPerSm * impl::kMaxWarps;
+      const int slices = std::max(1, std::min(resident / nb, slice_max));
+      warps_k = std::min(impl::kMaxWarps, pow2_floor(slices));
+      splits = slices / warps_k;
+      // Split CTAs need one counter per row tile (never reached on today's GPUs: a split only
+      // happens when NB < resident warps).
+      if (ceil_div(nb, std::min(impl::kMaxWarps / warps_k, nb)) > impl::kMaxCounters) splits = 1;
+    }
+    return finish_plan(p, splits, warps_k);
+  }
+
+  static std::string name() {
+    return std::string("decode_") + impl::ActTraits<Act>::kName + (kZero ? "xu4" : "xs4") + "_r" +
+           std::to_string(kRowAtoms) + "_t" + std::to_string(kTokens);
+  }
+
+  static int check(const mixgemm_problem& p, std::string& err) {
+    using ::mixgemm::detail::invalid;
+    auto s = [](int64_t v) { return std::to_string(v); };
+    if (p.m < 1 || p.m > kTokens)
+      return invalid(err, "m = " + s(p.m) + ": this kernel takes 1 <= m <= " + s(kTokens));
+    if (p.n < 1 || p.n > INT_MAX)
+      return invalid(err, "n = " + s(p.n) + ": must be in [1, 2^31)");
+    if (p.k < 1 || p.k > INT_MAX)
+      return invalid(err, "k = " + s(p.k) + ": must be in [1, 2^31)");
+    if (p.n % 16 != 0)
+      return invalid(err, "n = " + s(p.n) + ": must be a multiple of 16 (16-row weight atoms)");
+    if (p.k % 16 != 0)
+      return invalid(err, "k = " + s(p.k) + ": must be a multiple of 16 (16-wide weight atoms)");
+    if (!(p.group_size == p.k || (p.group_size > 0 && p.group_size % 16 == 0 && p.k % p.group_size == 0)))
+      return invalid(err, "group_size = " + s(p.group_size) + ": must equal k (" + s(p.k) +
+                              ") or be a multiple of 16 that divides k");
+    if (::mixgemm::detail::check_aligned(p.x, "x", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
+    if (::mixgemm::detail::check_aligned(p.w, "w", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
+    if (::mixgemm::detail::check_aligned(p.y, "y", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
+    // scales and zeros are read 16 bits at a time.
+    if (p.scales == nullptr || reinterpret_cast<uintptr_t>(p.scales) % 2 != 0)
+      return invalid(err, "scales must be a non-NULL, 2-byte aligned device pointer");
+    if (kZero) {
+      if (p.zeros == nullptr || reinterpret_cast<uintptr_t>(p.zeros) % 2 != 0)
+        return invalid(err, "zeros must be a non-NULL, 2-byte aligned device pointer (u4 kernel: "
+                            "dequant = q * scale + zero)");
+    } else if (p.zeros != nullptr) {
+      return invalid(err, "zeros must be NULL: this is the s4 kernel (dequant = q * scale)");
+    }
+    if (p.bias != nullptr) return invalid(err, "bias must be NULL: this kernel does not fuse bias");
+    if (p.x_scales != nullptr)
+      return invalid(err, "x_scales must be NULL: this kernel takes 16-bit activations");
+    if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != impl::ActTraits<Act>::kDtype)
+      return invalid(err, "out_dtype = " + s(p.out_dtype) + ": must be DEFAULT (0) or " +
+                              impl::ActTraits<Act>::kName + " (" + s(impl::ActTraits<Act>::kDtype) +
+                              "), the activation dtype");
+    if (p.split_k < 0) return invalid(err, "split_k = " + s(p.split_k) + ": must be >= 0 (0: automatic)");
+    if (p.split_k > p.k / 16 || p.split_k > 65535)
+      return invalid(err, "split_k = " + s(p.split_k) + ": must be <= k / 16 (" + s(p.k / 16) +
+                              ") and <= 65535");
+    // A forced split fixes the plan without asking the device; the automatic one is checked in run().
+    if (p.split_k >= 1) return check_workspace(p, make_plan(p, 1), err);
+    return MIXGEMM_OK;
+  }
+
+  static int check_workspace(const mixgemm_problem& p, const DecodePlan& plan, std::string& err) {
+    if (plan.splits > 1 && plan.grid_x > impl::kMaxCounters)
+      return ::mixgemm::detail::invalid(
+          err, "split_k = " + std::to_string(plan.splits) + ": splitting needs at most " +
+                   std::to_string(impl::kMaxCounters) + " row tiles, n = " + std::to_string(p.n) +
+                   " gives " + std::to_string(plan.grid_x));
+    if (plan.workspace_bytes == 0) return MIXGEMM_OK;
+    if (p.workspace == nullptr || p.workspace_bytes < plan.workspace_bytes ||
+        reinterpret_cast<uintptr_t>(p.workspace) % 16 != 0)
+      return ::mixgemm::detail::invalid(
+          err, "workspace = " + std::to_string(p.workspace_bytes) + " bytes: split " +
+                   std::to_string(plan.splits) + " needs a 16-byte aligned workspace of " +
+                   std::to_string(plan.workspace_bytes) + " bytes, zero-filled before its first use");
+    return MIXGEMM_OK;
+  }
+
+  static size_t workspace_bytes(const mixgemm_problem& p) {
+    if (!check_shape_only(p)) return 0;
+    const int sms = p.split_k >= 1 ? 1 : ::mixgemm::detail::current_sm_count();
+    return make_plan(p, sms).workspace_bytes;
+  }
+
+  static bool check_shape_only(const mixgemm_problem& p) {
+    return p.n >= 16 && p.n <= INT_MAX && p.n % 16 == 0 && p.k >= 16 && p.k <= INT_MAX &&
+           p.k % 16 == 0 && p.split_k >= 0 && p.split_k <= p.k / 16;
+  }
+
+  static int run(const mixgemm_problem& p, cudaStream_t stream, std::string& err) {
+    const int status = check(p, err);
+    if (status != MIXGEMM_OK) return status;
+    const int sms = ::mixgemm::detail::current_sm_count();
+    if (sms <= 0) {
+      err = "could not read the multiprocessor count of the current device";
+      return MIXGEMM_LAUNCH_FAILED;
+    }
+    return run_plan(p, make_plan(p, sms), stream, err);
+  }
+
+  // Launches with an explicit plan (make_plan's or a hand-made one from finish_plan; the probe
+  // uses this to time other splits). p must pass check().
+  static int run_plan(const mixgemm_problem& p, const DecodePlan& plan, cudaStream_t stream,
+                      std::string& err) {
+    int status = check_workspace(p, plan, err);
+    if (status != MIXGEMM_OK) return status;
+    impl::Params kp;
+    kp.x = p.x;
+    kp.w = p.w;
+    kp.scales = p.scales;
+    kp.zeros = kZero ? p.zeros : nullptr;
+    kp.y = p.y;
+    kp.m = static_cast<int>(p.m);
+    kp.n = static_cast<int>(p.n);
+    kp.k = static_cast<int>(p.k);
+    kp.na = kp.n / 16;
+    kp.ka = kp.k / 16;
+    kp.nb = ceil_div(kp.na, kRowAtoms);
+    kp.group_atoms = static_cast<int>(p.group_size / 16);
+    kp.kchunks = ceil_div(kp.ka, kChunk);
+    kp.warps_k = plan.warps_k;
+    kp.rows_per_cta = plan.rows_per_cta;
+    kp.splits = plan.splits;
+    kp.counters = nullptr;
+    kp.partials = nullptr;
+    if (plan.splits > 1) {
+      kp.counters = static_cast<int*>(p.workspace);
+      kp.partials = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + impl::kCounterBytes);
+    }
+    auto kernel = impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>;
+    if (plan.smem_bytes > 48 * 1024) {
+      // Opt in to more than 48 KB of dynamic shared memory, once per device.
+      static std::atomic<bool> opted_in[64];  // zero-initialized (static storage)
+      int device = 0;
+      cudaGetDevice(&device);
+      if (device < 0 || device >= 64 || !opted_in[device]) {
+        const cudaError_t e = cudaFuncSetAttribute(
+            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmemBytes));
+        if (e != cudaSuccess) {
+          cudaGetLastError();
+          err = name() + ": cudaFuncSetAttribute(max dynamic smem) failed: " + cudaGetErrorString(e);
+          return MIXGEMM_LAUNCH_FAILED;
+        }
+        if (device >= 0 && device < 64) opted_in[device] = true;
+      }
+    }
+
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(plan.grid_x, plan.splits, 1);
+    cfg.blockDim = dim3(plan.threads, 1, 1);
+    cfg.dynamicSmemBytes = plan.smem_bytes;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    cfg.attrs = attr;
+    cfg.numAttrs = 0;
+    if (kUsePdl) {
+      std::string cap_err;
+      if (::mixgemm::detail::current_capability(cap_err) >= 90) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs = 1;
+      }
+    }
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, kp);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      err = name() + ": launch failed: " + cudaGetErrorString(e);
+      return MIXGEMM_LAUNCH_FAILED;
+    }
+    return MIXGEMM_OK;
+  }
+};
+
+}  // namespace mixgemm::decode

@@ -1,0 +1,858 @@
+// Standalone correctness + timing probe for include/mixgemm/decode/decode_gemm.h (no torch, no
+// CUTLASS). Build and run from the repository root (one line):
+//   nvcc -std=c++17 -O3 --expt-relaxed-constexpr -Iinclude -gencode=arch=compute_90,code=sm_90
+//        tools/decode_probe.cu -o /tmp/decode_probe && /tmp/decode_probe
+// Flags: --quick (correctness only), --time-only, --deadline SECONDS (default 120), --verbose.
+// Exit status: 0 all correct, 1 a correctness failure, 2 a CUDA error, 124 the watchdog fired.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <unistd.h>
+#include <vector>
+
+#include "mixgemm/decode/decode_gemm.h"
+
+// ------------------------------------------------------------------------------------------------
+// The library's shared helpers (src/api.cpp in the library build), defined here for the probe.
+// ------------------------------------------------------------------------------------------------
+namespace mixgemm::detail {
+int check_aligned(const void* ptr, const char* what, std::string& err) {
+  if (ptr == nullptr || reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0) {
+    err = std::string(what) + " must be a non-NULL, 16-byte aligned device pointer";
+    return MIXGEMM_INVALID_ARGUMENT;
+  }
+  return MIXGEMM_OK;
+}
+int current_capability(std::string& err) {
+  static int cached = -1;
+  if (cached < 0) {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      err = "no CUDA device";
+      return 0;
+    }
+    cached = major * 10 + minor;
+  }
+  return cached;
+}
+int current_sm_count() {
+  static int cached = -1;
+  if (cached < 0) {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    cached = sms;
+  }
+  return cached;
+}
+}  // namespace mixgemm::detail
+
+using mixgemm::decode::DecodeGemm;
+using mixgemm::decode::DecodePlan;
+
+#define CUDA_CHECK(expr)                                                                       \
+  do {                                                                                         \
+    cudaError_t e_ = (expr);                                                                   \
+    if (e_ != cudaSuccess) {                                                                   \
+      std::printf("CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, \
+                  #expr);                                                                      \
+      std::fflush(stdout);                                                                     \
+      std::_Exit(2);                                                                           \
+    }                                                                                          \
+  } while (0)
+
+// ------------------------------------------------------------------------------------------------
+// Host 16-bit floats, written from the formats' definitions (independent of the CUDA headers).
+// ------------------------------------------------------------------------------------------------
+struct Fmt {
+  int mant;  // stored mantissa bits
+  int emin;  // exponent of the smallest normal
+  int bias;
+  int ebits;
+};
+constexpr Fmt kBf16{7, -126, 127, 8};
+constexpr Fmt kF16{10, -14, 15, 5};
+
+static double bits_to_double(uint16_t b, const Fmt& f) {
+  const int sign = b >> 15;
+  const int e = (b >> f.mant) & ((1 << f.ebits) - 1);
+  const int m = b & ((1 << f.mant) - 1);
+  double v;
+  if (e == (1 << f.ebits) - 1) v = m ? NAN : INFINITY;
+  else if (e == 0) v = std::ldexp(static_cast<double>(m), f.emin - f.mant);
+  else v = std::ldexp(1.0 + std::ldexp(static_cast<double>(m), -f.mant), e - f.bias);
+  return sign ? -v : v;
+}
+
+// Round to nearest even, once, straight from double.
+static uint16_t double_to_bits(double v, const Fmt& f) {
+  const uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+  const double a = std::fabs(v);
+  const uint16_t inf = static_cast<uint16_t>(((1 << f.ebits) - 1) << f.mant);
+  if (std::isnan(v)) return 0xFFFF;
+  if (a == 0) return sign;
+  int e2;
+  std::frexp(a, &e2);                    // a = fr * 2^e2, fr in [0.5, 1)
+  const int e = std::max(e2 - 1, f.emin);  // unbiased exponent of the result's binade
+  const double ulp = std::ldexp(1.0, e - f.mant);
+  const double q = std::nearbyint(a / ulp);  // ties to even (default rounding mode)
+  const double r = q * ulp;
+  const double maxv = std::ldexp(2.0 - std::ldexp(1.0, -f.mant), (1 << f.ebits) - 2 - f.bias);
+  if (r > maxv) return sign | inf;
+  if (r < std::ldexp(1.0, f.emin)) return sign | static_cast<uint16_t>(q);  // subnormal
+  int er;
+  const double fr = std::frexp(r, &er);  // r = fr * 2^er
+  const int be = er - 1 + f.bias;
+  const uint16_t m = static_cast<uint16_t>(std::ldexp(fr * 2.0 - 1.0, f.mant));
+  return sign | static_cast<uint16_t>(be << f.mant) | m;
+}
+
+static double round_act(double v, const Fmt& f) { return bits_to_double(double_to_bits(v, f), f); }
+
+static double ulp_of(double v, const Fmt& f) {
+  int e2;
+  std::frexp(std::fabs(v), &e2);
+  return std::ldexp(1.0, std::max(e2 - 1, f.emin) - f.mant);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Random numbers (fixed seed) and the packed layout.
+// ------------------------------------------------------------------------------------------------
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed) {}
+  uint64_t next() {  // splitmix64
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
+  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
+};
+
+// "w4_mma16_shuffled": element (n, k), n = 16*n_hi + 8*n_mid + n_lo, k = 16*k_hi + 8*k_mid + k_lo,
+// lives in atom a = n_hi + (N/16) * k_hi (128 bytes) at nibble 32*n_lo + 4*k_lo + 2*k_mid + n_mid
+// (nibble p = byte p/2, low nibble when p is even).
+static void pack_weights(const std::vector<int8_t>& q, int n, int k, std::vector<uint8_t>& out) {
+  out.assign(static_cast<size_t>(n) * k / 2, 0);
+  for (int row = 0; row < n; ++row) {
+    const int n_hi = row / 16, n_mid = (row / 8) % 2, n_lo = row % 8;
+    for (int col = 0; col < k; ++col) {
+      const int k_hi = col / 16, k_mid = (col / 8) % 2, k_lo = col % 8;
+      const size_t atom = static_cast<size_t>(n_hi) + static_cast<size_t>(n / 16) * k_hi;
+      const int pos = 32 * n_lo + 4 * k_lo + 2 * k_mid + n_mid;
+      const uint8_t nib = static_cast<uint8_t>(q[static_cast<size_t>(row) * k + col]) & 0xF;
+      out[atom * 128 + pos / 2] |= static_cast<uint8_t>(nib << (4 * (pos % 2)));
+    }
+  }
+}
+
+// Cross-check of the layout against the word/nibble statement of the same fact: nibble j of word t
+// is element (8*(j&1) + t/4, 8*((j>>1)&1) + 2*(t%4) + (j>>2)).
+static bool layout_self_test() {
+  const int n = 32, k = 48;
+  std::vector<int8_t> q(static_cast<size_t>(n) * k);
+  Rng rng(7);
+  for (auto& v : q) v = static_cast<int8_t>(rng.below(16));
+  std::vector<uint8_t> packed;
+  pack_weights(q, n, k, packed);
+  for (int kh = 0; kh < k / 16; ++kh)
+    for (int nh = 0; nh < n / 16; ++nh)
+      for (int t = 0; t < 32; ++t) {
+        uint32_t word;
+        std::memcpy(&word, &packed[(static_cast<size_t>(nh) + (n / 16) * kh) * 128 + 4 * t], 4);
+        for (int j = 0; j < 8; ++j) {
+          const int row = 16 * nh + 8 * (j & 1) + t / 4;
+          const int col = 16 * kh + 8 * ((j >> 1) & 1) + 2 * (t % 4) + (j >> 2);
+          if (((word >> (4 * j)) & 0xF) != static_cast<uint32_t>(q[static_cast<size_t>(row) * k + col]))
+            return false;
+        }
+      }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The instantiations, type-erased.
+// ------------------------------------------------------------------------------------------------
+struct Variant {
+  std::string name;
+  bool bf16, zero;
+  int row_atoms, tokens;
+  int (*check)(const mixgemm_problem&, std::string&);
+  size_t (*workspace_bytes)(const mixgemm_problem&);
+  int (*run)(const mixgemm_problem&, cudaStream_t, std::string&);
+  int (*run_plan)(const mixgemm_problem&, const DecodePlan&, cudaStream_t, std::string&);
+  DecodePlan (*make_plan)(const mixgemm_problem&, int);
+  DecodePlan (*finish_plan)(const mixgemm_problem&, int, int);
+  const void* kernel;
+  size_t max_smem;
+};
+
+template <class Act, bool kZero, int kRowAtoms, int kTokens>
+Variant make_variant() {
+  using G = DecodeGemm<Act, kZero, kRowAtoms, kTokens>;
+  return Variant{G::name(),          std::is_same<Act, __nv_bfloat16>::value,
+                 kZero,              kRowAtoms,
+                 kTokens,            &G::check,
+                 &G::workspace_bytes, &G::run,
+                 &G::run_plan,       &G::make_plan,
+                 &G::finish_plan,
+                 reinterpret_cast<const void*>(
+                     &mixgemm::decode::impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>),
+                 G::kMaxSmemBytes};
+}
+
+template <class Act, bool kZero>
+void add_family(std::vector<Variant>& v) {
+  v.push_back(make_variant<Act, kZero, 1, 8>());
+  v.push_back(make_variant<Act, kZero, 1, 16>());
+  v.push_back(make_variant<Act, kZero, 2, 8>());
+  v.push_back(make_variant<Act, kZero, 2, 16>());
+  v.push_back(make_variant<Act, kZero, 4, 8>());
+  v.push_back(make_variant<Act, kZero, 4, 16>());
+}
+
+static std::vector<Variant> all_variants() {
+  std::vector<Variant> v;
+  add_family<__nv_bfloat16, false>(v);
+  add_family<__nv_bfloat16, true>(v);
+  add_family<__half, false>(v);
+  add_family<__half, true>(v);
+  return v;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Watchdog and options
+// ------------------------------------------------------------------------------------------------
+static std::atomic<bool> g_done{false};
+
+static void start_watchdog(double seconds) {
+  std::thread([seconds] {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!g_done.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const double el =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (el > seconds) {
+        std::printf("\nWATCHDOG: still running after %.0f s (a hang?), exiting with 124\n", el);
+        std::fflush(stdout);
+        std::_Exit(124);
+      }
+    }
+  }).detach();
+}
+
+struct Options {
+  bool correctness = true;
+  bool timing = true;
+  bool verbose = false;
+  double deadline = 120;
+};
+
+// ------------------------------------------------------------------------------------------------
+// Correctness
+// ------------------------------------------------------------------------------------------------
+struct Dataset {
+  int n, k, group;  // group == k: per channel
+  bool bf16, zero;
+  Fmt fmt;
+  std::vector<int8_t> q;          // [n, k] logical values (s4: -8..7, u4: 0..15)
+  std::vector<uint16_t> scales;   // [k/group, n]
+  std::vector<uint16_t> zeros;    // [k/group, n]
+  std::vector<uint16_t> x;        // [16, k]
+  std::vector<double> ref;        // [16, n]
+  // device
+  void *dx = nullptr, *dw = nullptr, *ds = nullptr, *dz = nullptr, *dy = nullptr;
+};
+
+static void make_dataset(Dataset& d, uint64_t seed) {
+  Rng rng(seed);
+  const int groups = d.k / d.group;
+  d.q.resize(static_cast<size_t>(d.n) * d.k);
+  for (auto& v : d.q) v = static_cast<int8_t>(d.zero ? rng.below(16) : rng.below(16) - 8);
+  d.scales.resize(static_cast<size_t>(groups) * d.n);
+  d.zeros.assign(d.zero ? d.scales.size() : 0, 0);
+  for (size_t i = 0; i < d.scales.size(); ++i) {
+    const double mag = (0.5 + 1.5 * rng.uniform()) * 0.01;
+    const double s = (rng.next() & 1) ? -mag : mag;
+    d.scales[i] = double_to_bits(s, d.fmt);
+    if (d.zero) {
+      const int zp = rng.below(16);
+      d.zeros[i] = double_to_bits(-zp * bits_to_double(d.scales[i], d.fmt), d.fmt);
+    }
+  }
+  d.x.resize(static_cast<size_t>(16) * d.k);
+  for (auto& v : d.x) {
+    const double g = (rng.uniform() + rng.uniform() + rng.uniform() + rng.uniform() - 2.0) * 1.7;
+    v = double_to_bits(g, d.fmt);
+  }
+  // fp64 reference of the specified dequant: q * s (or fma(q, s, z)) exact in fp64, rounded once.
+  d.ref.assign(static_cast<size_t>(16) * d.n, 0.0);
+  std::vector<double> xd(d.x.size());
+  for (size_t i = 0; i < xd.size(); ++i) xd[i] = bits_to_double(d.x[i], d.fmt);
+  const unsigned hw = std::max(1u, std::min(32u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < hw; ++t) {
+    pool.emplace_back([&, t] {
+      std::vector<double> deq(d.k);
+      for (int row = static_cast<int>(t); row < d.n; row += static_cast<int>(hw)) {
+        for (int col = 0; col < d.k; ++col) {
+          const size_t gi = static_cast<size_t>(col / d.group) * d.n + row;
+          const double qv = d.q[static_cast<size_t>(row) * d.k + col];
+          const double s = bits_to_double(d.scales[gi], d.fmt);
+          const double v = d.zero ? qv * s + bits_to_double(d.zeros[gi], d.fmt) : qv * s;
+          deq[col] = round_act(v, d.fmt);
+        }
+        for (int m = 0; m < 16; ++m) {
+          const double* xr = &xd[static_cast<size_t>(m) * d.k];
+          double acc = 0;
+          for (int col = 0; col < d.k; ++col) acc += xr[col] * deq[col];
+          d.ref[static_cast<size_t>(m) * d.n + row] = acc;
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+
+  std::vector<uint8_t> packed;
+  pack_weights(d.q, d.n, d.k, packed);
+  CUDA_CHECK(cudaMalloc(&d.dx, d.x.size() * 2));
+  CUDA_CHECK(cudaMalloc(&d.dw, packed.size()));
+  CUDA_CHECK(cudaMalloc(&d.ds, d.scales.size() * 2));
+  CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(16) * d.n * 2));
+  CUDA_CHECK(cudaMemcpy(d.dx, d.x.data(), d.x.size() * 2, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d.dw, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d.ds, d.scales.data(), d.scales.size() * 2, cudaMemcpyHostToDevice));
+  if (d.zero) {
+    CUDA_CHECK(cudaMalloc(&d.dz, d.zeros.size() * 2));
+    CUDA_CHECK(cudaMemcpy(d.dz, d.zeros.data(), d.zeros.size() * 2, cudaMemcpyHostToDevice));
+  }
+}
+
+static void free_dataset(Dataset& d) {
+  cudaFree(d.dx);
+  cudaFree(d.dw);
+  cudaFree(d.ds);
+  cudaFree(d.dz);
+  cudaFree(d.dy);
+  d.dx = d.dw = d.ds = d.dz = d.dy = nullptr;
+}
+
+struct Workspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+
+static mixgemm_problem make_problem(const Dataset& d, int m, int split_k, const Workspace& ws) {
+  mixgemm_problem p;
+  mixgemm_problem_init(&p);
+  p.x = d.dx;
+  p.w = d.dw;
+  p.scales = d.ds;
+  p.zeros = d.zero ? d.dz : nullptr;
+  p.y = d.dy;
+  p.m = m;
+  p.n = d.n;
+  p.k = d.k;
+  p.group_size = d.group;
+  p.split_k = split_k;
+  p.workspace = ws.ptr;
+  p.workspace_bytes = ws.bytes;
+  return p;
+}
+
+struct Stats {
+  int cases = 0, failures = 0;
+  double worst_rel = 0;
+};
+
+// Poison y, run, compare rows < m with the reference, check rows >= m untouched and the workspace
+// counters back at zero. Returns true when correct; `out` receives the y bits (16 rows).
+static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_k,
+                           const DecodePlan* plan, const Workspace& ws, const char* tag,
+                           const Options& opt, Stats& st, std::vector<uint16_t>* out = nullptr) {
+  const mixgemm_problem p = make_problem(d, m, split_k, ws);
+  std::string err;
+  const size_t ybytes = static_cast<size_t>(16) * d.n * 2;
+  CUDA_CHECK(cudaMemset(d.dy, 0xFF, ybytes));  // 0xFFFF is NaN in bf16 and fp16
+  int status = v.check(p, err);
+  DecodePlan used = plan ? *plan : v.make_plan(p, mixgemm::detail::current_sm_count());
+  if (status == MIXGEMM_OK) status = plan ? v.run_plan(p, *plan, 0, err) : v.run(p, 0, err);
+  st.cases++;
+  char cfg[160];
+  std::snprintf(cfg, sizeof cfg, "%-18s %s n=%-5d k=%-5d g=%-5d m=%-2d S=%d W=%d R=%d grid=%d", v.name.c_str(),
+                tag, d.n, d.k, d.group, m, used.splits, used.warps_k, used.rows_per_cta, used.grid_x);
+  if (status != MIXGEMM_OK) {
+    std::printf("FAIL %s: status %d: %s\n", cfg, status, err.c_str());
+    st.failures++;
+    return false;
+  }
+  CUDA_CHECK(cudaGetLastError());
+  CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<uint16_t> y(static_cast<size_t>(16) * d.n);
+  CUDA_CHECK(cudaMemcpy(y.data(), d.dy, ybytes, cudaMemcpyDeviceToHost));
+  if (out) *out = y;
+
+  double num = 0, den = 0, rms_ref = 0;
+  for (int i = 0; i < m * d.n; ++i) rms_ref += d.ref[i] * d.ref[i];
+  rms_ref = std::sqrt(rms_ref / (static_cast<double>(m) * d.n));
+  long nan = 0, bad = 0, touched = 0;
+  double worst_ulps = 0;
+  for (int mm = 0; mm < 16; ++mm)
+    for (int nn = 0; nn < d.n; ++nn) {
+      const size_t i = static_cast<size_t>(mm) * d.n + nn;
+      if (mm >= m) {
+        touched += y[i] != 0xFFFF;
+        continue;
+      }
+      const double got = bits_to_double(y[i], d.fmt);
+      if (std::isnan(got)) {
+        nan++;
+        continue;
+      }
+      const double diff = got - d.ref[i];
+      num += diff * diff;
+      den += d.ref[i] * d.ref[i];
+      // Correct output is the fp32 sum rounded once: within one ulp of the exact value plus a
+      // tiny fp32 accumulation term.
+      const double tol = ulp_of(d.ref[i], d.fmt) + 1e-4 * rms_ref;
+      if (std::fabs(diff) > tol) bad++;
+      worst_ulps = std::max(worst_ulps, std::fabs(diff) / ulp_of(d.ref[i], d.fmt));
+    }
+  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  // The whole counter region (not only this plan's tiles) must be back at zero: the workspace is
+  // shared by every shape and plan of the run, as a cached one would be.
+  long counters_left = 0;
+  if (used.splits > 1) {
+    std::vector<int> cnt(mixgemm::decode::impl::kMaxCounters);
+    CUDA_CHECK(cudaMemcpy(cnt.data(), ws.ptr, cnt.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    for (int c : cnt) counters_left += c != 0;
+  }
+  const double limit = d.bf16 ? 1e-2 : 5e-3;
+  const bool ok = nan == 0 && bad == 0 && touched == 0 && counters_left == 0 && rel < limit;
+  st.worst_rel = std::max(st.worst_rel, rel);
+  if (!ok) st.failures++;
+  if (!ok || opt.verbose)
+    std::printf("%s %s: rel %.2e  worst %.2f ulp  nan %ld  off-tolerance %ld  rows>=m written %ld  "
+                "counters!=0 %ld\n",
+                ok ? "ok  " : "FAIL", cfg, rel, worst_ulps, nan, bad, touched, counters_left);
+  return ok;
+}
+
+static bool check_refusals(const std::vector<Variant>& variants) {
+  // check() must refuse each of these with MIXGEMM_INVALID_ARGUMENT (no GPU needed).
+  const Variant& v = variants[3];  // bf16 s4, kRowAtoms 2, kTokens 16
+  const Variant& vz = variants[9];  // bf16 u4
+  alignas(16) static char buf[4096];
+  auto base = [&] {
+    mixgemm_problem p;
+    mixgemm_problem_init(&p);
+    p.x = buf; p.w = buf; p.scales = buf; p.y = buf;
+    p.m = 4; p.n = 64; p.k = 256; p.group_size = 128;
+    return p;
+  };
+  struct Case { const char* what; mixgemm_problem p; const Variant* v; };
+  std::vector<Case> cases;
+  auto add = [&](const char* what, auto edit, const Variant* var) {
+    mixgemm_problem p = base();
+    edit(p);
+    cases.push_back({what, p, var});
+  };
+  add("m = 0", [](mixgemm_problem& p) { p.m = 0; }, &v);
+  add("m = 17", [](mixgemm_problem& p) { p.m = 17; }, &v);
+  add("n = 40", [](mixgemm_problem& p) { p.n = 40; }, &v);
+  add("k = 200", [](mixgemm_problem& p) { p.k = 200; }, &v);
+  add("group 96", [](mixgemm_problem& p) { p.group_size = 96; }, &v);
+  add("group 8", [](mixgemm_problem& p) { p.group_size = 8; }, &v);
+  add("x misaligned", [](mixgemm_problem& p) { p.x = buf + 4; }, &v);
+  add("w NULL", [](mixgemm_problem& p) { p.w = nullptr; }, &v);
+  add("scales odd", [](mixgemm_problem& p) { p.scales = buf + 1; }, &v);
+  add("zeros on s4", [](mixgemm_problem& p) { p.zeros = buf; }, &v);
+  add("zeros NULL on u4", [](mixgemm_problem&) {}, &vz);
+  add("bias", [](mixgemm_problem& p) { p.bias = buf; }, &v);
+  add("x_scales", [](mixgemm_problem& p) { p.x_scales = buf; }, &v);
+  add("out_dtype f16", [](mixgemm_problem& p) { p.out_dtype = MIXGEMM_DTYPE_F16; }, &v);
+  add("split_k -1", [](mixgemm_problem& p) { p.split_k = -1; }, &v);
+  add("split_k 3 no workspace", [](mixgemm_problem& p) { p.split_k = 3; }, &v);
+  bool ok = true;
+  for (auto& c : cases) {
+    std::string err;
+    const int st = c.v->check(c.p, err);
+    const bool refused = st == MIXGEMM_INVALID_ARGUMENT && !err.empty();
+    if (!refused) ok = false;
+    std::printf("  %-24s -> %s%s%s\n", c.what, refused ? "refused: " : "NOT REFUSED (status ",
+                refused ? err.c_str() : std::to_string(st).c_str(), refused ? "" : ")");
+  }
+  mixgemm_problem good = base();
+  std::string err;
+  if (v.check(good, err) != MIXGEMM_OK) {
+    std::printf("  a valid problem was refused: %s\n", err.c_str());
+    ok = false;
+  }
+  return ok;
+}
+
+static bool correctness(const std::vector<Variant>& variants, const Options& opt) {
+  std::printf("== layout self-test: %s\n", layout_self_test() ? "ok" : "FAIL");
+  bool all_ok = layout_self_test();
+  std::printf("== check() refusals\n");
+  all_ok &= check_refusals(variants);
+
+  struct Shape { int n, k, group; };
+  // group == -1: per channel (group_size = k).
+  const std::vector<Shape> shapes = {{16, 64, 64},      {48, 4096, -1},  {1024, 4096, 128},
+                                     {6144, 4096, 128}, {4096, 14336, 128}, {576, 1792, 64},
+                                     {80, 1536, 48},    {32, 512, 16},   {112, 2048, 32}};
+  const int ms[] = {1, 2, 7, 8, 9, 15, 16};
+
+  // One workspace for everything, zeroed once (the kernels keep their counters at zero).
+  Workspace ws;
+  ws.bytes = 64u << 20;
+  CUDA_CHECK(cudaMalloc(&ws.ptr, ws.bytes));
+  CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
+
+  std::vector<Stats> per_variant(variants.size());
+  uint64_t seed = 1;
+  for (int act = 0; act < 2; ++act)
+    for (int zero = 0; zero < 2; ++zero)
+      for (const Shape& sh : shapes) {
+        Dataset d;
+        d.n = sh.n;
+        d.k = sh.k;
+        d.group = sh.group < 0 ? sh.k : sh.group;
+        d.bf16 = act == 0;
+        d.zero = zero == 1;
+        d.fmt = d.bf16 ? kBf16 : kF16;
+        make_dataset(d, seed++);
+        for (size_t vi = 0; vi < variants.size(); ++vi) {
+          const Variant& v = variants[vi];
+          if (v.bf16 != d.bf16 || v.zero != d.zero) continue;
+          for (int m : ms)
+            if (m <= v.tokens) run_and_verify(v, d, m, 0, nullptr, ws, "auto ", opt, per_variant[vi]);
+        }
+        // Forced splits, hand-made plans and determinism on two shapes.
+        if (sh.n == 1024 || sh.n == 576) {
+          for (size_t vi = 0; vi < variants.size(); ++vi) {
+            const Variant& v = variants[vi];
+            if (v.bf16 != d.bf16 || v.zero != d.zero) continue;
+            for (int split : {1, 2, 3, 7})
+              for (int m : {1, v.tokens})
+                run_and_verify(v, d, m, split, nullptr, ws, "split", opt, per_variant[vi]);
+            const mixgemm_problem p = make_problem(d, v.tokens, 0, ws);
+            for (int wk : {1, 2, 4, 8})
+              for (int s : {1, 3}) {
+                const DecodePlan plan = v.finish_plan(p, s, wk);
+                run_and_verify(v, d, v.tokens, 0, &plan, ws, "plan ", opt, per_variant[vi]);
+              }
+            // Determinism: the same problem twice (a multi-split plan and the automatic one) must
+            // give the same bits.
+            for (int split : {0, 7}) {
+              std::vector<uint16_t> a, b;
+              Stats tmp;
+              run_and_verify(v, d, v.tokens, split, nullptr, ws, "det-a", opt, tmp, &a);
+              run_and_verify(v, d, v.tokens, split, nullptr, ws, "det-b", opt, tmp, &b);
+              const bool same = a == b;
+              per_variant[vi].cases++;
+              if (!same || tmp.failures) {
+                per_variant[vi].failures++;
+                std::printf("FAIL %s determinism (split_k %d): %s\n", v.name.c_str(), split,
+                            same ? "a run failed" : "bits differ between two runs");
+              }
+            }
+          }
+        }
+        free_dataset(d);
+      }
+  cudaFree(ws.ptr);
+
+  std::printf("\n== correctness summary (rel = relative Frobenius error, worst case)\n");
+  std::printf("%-20s %6s %8s %10s\n", "variant", "cases", "failed", "worst rel");
+  for (size_t vi = 0; vi < variants.size(); ++vi) {
+    const Stats& s = per_variant[vi];
+    std::printf("%-20s %6d %8d %10.2e\n", variants[vi].name.c_str(), s.cases, s.failures, s.worst_rel);
+    all_ok &= s.failures == 0;
+  }
+  std::printf("correctness: %s\n", all_ok ? "PASS" : "FAIL");
+  return all_ok;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Timing
+// ------------------------------------------------------------------------------------------------
+__global__ void fill_random_words(uint32_t* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ seed;
+    h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+    p[i] = h;
+  }
+}
+// bf16 values: random sign, magnitude in [0.5, 2) * 2^e_base.
+__global__ void fill_random_bf16(uint16_t* p, size_t n, uint32_t seed, int e_base) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ seed;
+    h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+    const uint32_t e = 126 + e_base + (h & 1);  // 2^(e-127) in {0.5, 1} * 2^e_base
+    p[i] = static_cast<uint16_t>(((h >> 31) << 15) | (e << 7) | ((h >> 8) & 0x7F));
+  }
+}
+
+// Calibration: an empty kernel (launch overhead in this harness) and a plain streaming read.
+__global__ void empty_kernel() {}
+__global__ void stream_read(const uint4* __restrict__ p, size_t n16, uint32_t* out) {
+  uint32_t acc = 0;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  for (; i + 7 * stride < n16; i += 8 * stride) {  // 8 independent 16-byte loads in flight
+    uint4 v[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) v[u] = __ldcs(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < 8; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n16; i += stride) {
+    const uint4 v = __ldcs(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9E3779B9u) out[0] = acc;  // practically never: keeps the loads alive
+}
+
+// Median time (us) of `launch` over runs, each after an L2 flush.
+template <class F>
+static double time_median(F&& launch, void* flush, size_t flush_bytes, std::vector<cudaEvent_t>& ev,
+                          int runs) {
+  for (int w = 0; w < 3; ++w) launch();
+  for (int it = 0; it < runs; ++it) {
+    CUDA_CHECK(cudaMemsetAsync(flush, it & 0xFF, flush_bytes, 0));
+    CUDA_CHECK(cudaEventRecord(ev[2 * it], 0));
+    launch();
+    CUDA_CHECK(cudaEventRecord(ev[2 * it + 1], 0));
+  }
+  CUDA_CHECK(cudaGetLastError());
+  CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<float> ms(runs);
+  for (int it = 0; it < runs; ++it) CUDA_CHECK(cudaEventElapsedTime(&ms[it], ev[2 * it], ev[2 * it + 1]));
+  std::sort(ms.begin(), ms.end());
+  return 1e3 * ms[runs / 2];
+}
+
+static void calibrate(void* flush, size_t flush_bytes, std::vector<cudaEvent_t>& ev, int runs) {
+  std::printf("== calibration (same harness: median of %d, L2 flushed before each)\n", runs);
+  for (int pdl = 0; pdl < 2; ++pdl) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(264);
+    cfg.blockDim = dim3(256);
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl;
+    const double us = time_median([&] { CUDA_CHECK(cudaLaunchKernelEx(&cfg, empty_kernel)); }, flush,
+                                  flush_bytes, ev, runs);
+    std::printf("   empty kernel, 264 x 256 threads, %s PDL attribute: %7.2f us\n", pdl ? "with   " : "without", us);
+  }
+  int sms = mixgemm::detail::current_sm_count();
+  uint32_t* out = nullptr;
+  CUDA_CHECK(cudaMalloc(&out, 4));
+  for (size_t mb : {2, 8, 29, 117, 235}) {
+    const size_t bytes = mb << 20;
+    void* buf = nullptr;
+    CUDA_CHECK(cudaMalloc(&buf, bytes));
+    fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(buf), bytes / 4, 5u);
+    const double us = time_median(
+        [&] {
+          stream_read<<<sms * 8, 256>>>(static_cast<const uint4*>(buf), bytes / 16, out);
+        },
+        flush, flush_bytes, ev, runs);
+    std::printf("   streaming read of %4zu MB: %8.2f us  %5.2f TB/s  %5.1f%% of 3.0 TB/s\n", mb, us,
+                bytes / (us * 1e-6) / 1e12, 100.0 * bytes / (us * 1e-6) / 3.0e12);
+    CUDA_CHECK(cudaFree(buf));
+  }
+  CUDA_CHECK(cudaFree(out));
+}
+
+struct TimingRow {
+  int n, k, m;
+  std::string variant;
+  std::string plan;
+  double us, pct;
+  bool automatic;
+};
+
+static bool timing(const std::vector<Variant>& variants) {
+  int sms = mixgemm::detail::current_sm_count();
+  std::printf("\n== timing: bf16 x s4, group 128, median of 50 runs, L2 flushed (256 MB memset) "
+              "before each; %% of 3.0 TB/s for weight + scale + x + y bytes; %d SMs\n", sms);
+  for (const Variant& v : variants) {
+    if (!v.bf16 || v.zero) continue;
+    cudaFuncAttributes fa;
+    CUDA_CHECK(cudaFuncGetAttributes(&fa, v.kernel));
+    int blocks = 0;
+    CUDA_CHECK(cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(v.max_smem)));
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, v.kernel, 256, v.max_smem));
+    std::printf("   %-18s regs %3d  local %zu B  max dynamic smem %6zu B  CTAs of 256 threads/SM %d\n",
+                v.name.c_str(), fa.numRegs, static_cast<size_t>(fa.localSizeBytes), v.max_smem, blocks);
+  }
+  struct Shape { int n, k; };
+  const std::vector<Shape> shapes = {{6144, 4096}, {28672, 4096}, {4096, 14336},
+                                     {10240, 8192}, {57344, 8192}, {8192, 28672},
+                                     {1024, 4096}, {4096, 4096},  {14336, 4096}};
+  const int group = 128;
+  const size_t flush_bytes = 256u << 20;
+  void* flush = nullptr;
+  CUDA_CHECK(cudaMalloc(&flush, flush_bytes));
+  Workspace ws;
+  ws.bytes = 96u << 20;
+  CUDA_CHECK(cudaMalloc(&ws.ptr, ws.bytes));
+  CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
+  constexpr int kRuns = 50;
+  std::vector<cudaEvent_t> ev(2 * kRuns);
+  for (auto& e : ev) CUDA_CHECK(cudaEventCreate(&e));
+  calibrate(flush, flush_bytes, ev, kRuns);
+  std::vector<TimingRow> rows;
+
+  for (const Shape& sh : shapes) {
+    Dataset d;
+    d.n = sh.n;
+    d.k = sh.k;
+    d.group = group;
+    d.bf16 = true;
+    d.zero = false;
+    d.fmt = kBf16;
+    const size_t wbytes = static_cast<size_t>(sh.n) * sh.k / 2;
+    const size_t sbytes = static_cast<size_t>(sh.k / group) * sh.n * 2;
+    CUDA_CHECK(cudaMalloc(&d.dw, wbytes));
+    CUDA_CHECK(cudaMalloc(&d.ds, sbytes));
+    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(16) * sh.k * 2));
+    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(16) * sh.n * 2));
+    fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(d.dw), wbytes / 4, 1234u + sh.n);
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.ds), sbytes / 2, 99u, -7);
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(16) * sh.k, 7u, 0);
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaDeviceSynchronize());
+
+    for (int m : {1, 4, 16}) {
+      const double bytes = static_cast<double>(wbytes) + sbytes + 2.0 * m * sh.k + 2.0 * m * sh.n;
+      for (const Variant& v : variants) {
+        if (!v.bf16 || v.zero || v.tokens < m) continue;
+        const mixgemm_problem p0 = make_problem(d, m, 0, ws);
+        const DecodePlan autop = v.make_plan(p0, sms);
+        std::vector<std::pair<DecodePlan, bool>> plans = {{autop, true}};
+        for (int s : {1, 2, 4, 8}) {
+          mixgemm_problem ps = p0;
+          ps.split_k = s;
+          if (s > sh.k / 16) continue;
+          const DecodePlan pl = v.make_plan(ps, sms);
+          if (pl.splits == autop.splits && pl.warps_k == autop.warps_k) continue;
+          plans.push_back({pl, false});
+        }
+        for (const auto& entry : plans) {
+          const DecodePlan& plan = entry.first;
+          const bool automatic = entry.second;
+          std::string err;
+          if (v.check(p0, err) != MIXGEMM_OK || plan.workspace_bytes > ws.bytes) {
+            std::printf("   skip %s: %s\n", v.name.c_str(), err.c_str());
+            continue;
+          }
+          if (v.run_plan(p0, plan, 0, err) != MIXGEMM_OK) {
+            std::printf("   launch failed: %s\n", err.c_str());
+            return false;
+          }
+          const double us = time_median([&] { v.run_plan(p0, plan, 0, err); }, flush, flush_bytes, ev, kRuns);
+          char pl[96];
+          std::snprintf(pl, sizeof pl, "S=%d W=%d R=%d grid=%dx%d thr=%d", plan.splits, plan.warps_k,
+                        plan.rows_per_cta, plan.grid_x, plan.splits, plan.threads);
+          const double pct = 100.0 * bytes / (us * 1e-6) / 3.0e12;
+          rows.push_back({sh.n, sh.k, m, v.name, pl, us, pct, automatic});
+          std::printf("   n=%-6d k=%-6d m=%-2d %-18s %-40s %s %8.2f us %6.1f%%\n", sh.n, sh.k, m,
+                      v.name.c_str(), pl, automatic ? "auto " : "forced", us, pct);
+          std::fflush(stdout);
+        }
+      }
+    }
+    free_dataset(d);
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  cudaFree(flush);
+  cudaFree(ws.ptr);
+
+  std::printf("\n== timing summary: automatic plan per variant, and the best of all plans tried\n");
+  std::printf("%-6s %-6s %-3s | %-17s %-17s %-17s %-17s %-17s %-17s | best\n", "n", "k", "m",
+              "r1_t8", "r1_t16", "r2_t8", "r2_t16", "r4_t8", "r4_t16");
+  const char* suffixes[] = {"_r1_t8", "_r1_t16", "_r2_t8", "_r2_t16", "_r4_t8", "_r4_t16"};
+  for (const Shape& sh : shapes)
+    for (int m : {1, 4, 16}) {
+      std::printf("%-6d %-6d %-3d |", sh.n, sh.k, m);
+      const TimingRow* best = nullptr;
+      for (const char* suf : suffixes) {
+        const TimingRow* a = nullptr;
+        for (const TimingRow& r : rows) {
+          if (r.n != sh.n || r.k != sh.k || r.m != m) continue;
+          const bool match = r.variant.size() >= std::strlen(suf) &&
+                             r.variant.compare(r.variant.size() - std::strlen(suf), std::string::npos, suf) == 0;
+          if (match && r.automatic) a = &r;
+          if (!best || r.us < best->us) best = &r;
+        }
+        if (a) std::printf(" %7.2fus %5.1f%% ", a->us, a->pct);
+        else std::printf(" %17s", "-");
+      }
+      if (best)
+        std::printf("| %.2fus %.1f%% %s %s\n", best->us, best->pct, best->variant.c_str(), best->plan.c_str());
+      else
+        std::printf("|\n");
+    }
+  return true;
+}
+
+int main(int argc, char** argv) {
+  Options opt;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") opt.timing = false;
+    else if (a == "--time-only") opt.correctness = false;
+    else if (a == "--verbose") opt.verbose = true;
+    else if (a == "--deadline" && i + 1 < argc) opt.deadline = std::atof(argv[++i]);
+    else {
+      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--deadline SECONDS]\n", argv[0]);
+      return 2;
+    }
+  }
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  start_watchdog(opt.deadline);
+
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, sm_%d%d, %d SMs, %.0f MB L2; PDL %s\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, prop.l2CacheSize / 1048576.0,
+              mixgemm::decode::kUsePdl ? "on" : "off");
+  const std::vector<Variant> variants = all_variants();
+
+  bool ok = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opt.correctness) ok = correctness(variants, opt);
+  const auto t1 = std::chrono::steady_clock::now();
+  if (opt.timing && !timing(variants)) ok = false;
+  const auto t2 = std::chrono::steady_clock::now();
+  std::printf("\ncorrectness %.1f s, timing %.1f s; overall: %s\n",
+              std::chrono::duration<double>(t1 - t0).count(),
+              std::chrono::duration<double>(t2 - t1).count(), ok ? "PASS" : "FAIL");
+  g_done = true;
+  return ok ? 0 : 1;
+}
