@@ -45,7 +45,7 @@ if has tune; then
 fi
 if has test; then
   python3 "$SRC/examples/quickstart.py" >> "$OUT/log.txt" 2>&1; log "quickstart rc=$?"
-  timeout 900 python3 -m pytest -q -rs -x -p no:cacheprovider "$SRC/tests" > "$OUT/pytest.txt" 2>&1; log "pytest rc=$?"
+  timeout 900 python3 -m pytest -q -rs --maxfail=20 -p no:cacheprovider "$SRC/tests" > "$OUT/pytest.txt" 2>&1; log "pytest rc=$?"
   tail -15 "$OUT/pytest.txt"
 fi
 if has sanitize; then

@@ -213,4 +213,7 @@ def test_weight_on_the_wrong_device_and_deterministic_flag():
     x = torch.randn(4, 1024, device="cuda", dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="pw is on cpu"):
         mixgemm.gemm(x, pw.to("cpu"))
-    assert torch.equal(mixgemm.gemm(x, pw.to("cuda"), deterministic=True), mixgemm.gemm(x, pw))
+    det = mixgemm.gemm(x, pw.to("cuda"), deterministic=True)
+    assert torch.equal(det, mixgemm.gemm(x, pw, deterministic=True))
+    assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), "default dispatch")
+    assert_close_to_reference(det, reference(x, pw), "deterministic dispatch")
