@@ -19,7 +19,9 @@ from ..layouts import W4_MMA16
 
 ROWS = (16, 32, 64)   # output features per warp: 1, 2 or 4 layout atoms
 TOKENS = (8, 16)      # one or two mma n8 tiles
-DEFAULT = {(rows, tokens) for rows in ROWS for tokens in TOKENS}  # pruned by the tuning sweep
+# Picked by the H100 tune (4 formats x 6 Llama-3 shapes x M = 1..16): 64-row warps win on N >= 8192,
+# 32-row ones on narrower layers; 16-row warps never won (benchmarks/results/h100_tune_decode.md).
+DEFAULT = {(32, 8), (32, 16), (64, 8), (64, 16)}
 SMOKE = "mixgemm_dec_bf16xs4_g_bf16_t32x16"
 
 
