@@ -39,7 +39,7 @@ fi
 cd /tmp  # import the installed package, not the source tree
 profile=()
 if has tune; then
-  python3 -m mixgemm.cli tune --shapes ${TUNE_SHAPES:-llama3-8b,llama3-70b} --out "$OUT/profile.json" >> "$OUT/log.txt" 2>&1
+  python3 -m mixgemm.cli tune --shapes ${TUNE_SHAPES:-llama3-8b,llama3-70b,4096:4096,1024:4096,14336:4096,8192:8192,1024:8192,28672:8192} --out "$OUT/profile.json" >> "$OUT/log.txt" 2>&1
   log "tune rc=$?"
   profile=(env MIXGEMM_PROFILE="$OUT/profile.json")
 fi
