@@ -20,6 +20,10 @@ start=$(date +%s)
 log() { echo "[$(( $(date +%s) - start ))s] $*" | tee -a "$OUT/log.txt"; }
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv >> "$OUT/log.txt"
+if ls .whl/*.whl > /dev/null 2>&1; then  # peers carried as wheels (FBGEMM GenAI, gemlite)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >> "$OUT/log.txt" 2>&1 && export PYTHONPATH=/tmp/site && log "peers installed: $(ls .whl)"
+fi
 if has build; then
   MIXGEMM_KERNELS=${MIXGEMM_KERNELS:-default} python3 -m pip install --no-build-isolation --no-deps -q . \
     >> "$OUT/log.txt" 2>&1 || { tail -60 "$OUT/log.txt"; exit 1; }
@@ -54,7 +58,7 @@ if has sanitize; then
 fi
 if has bench; then
   "${profile[@]}" python3 -m mixgemm.cli bench --shapes llama3-8b,llama3-70b --m ${BENCH_M:-1,16,64,256,1024,4096} \
-    --vs cublas,tinygemm --graph --markdown "$OUT/bench.md" --json "$OUT/bench.json" --plot "$OUT/bench.png" \
+    --vs ${BENCH_VS:-cublas,tinygemm,fbgemm,gemlite} --graph --markdown "$OUT/bench.md" --json "$OUT/bench.json" --plot "$OUT/bench.png" \
     >> "$OUT/log.txt" 2>&1; log "bench rc=$?"
   cat "$OUT/bench.md"
 fi
@@ -64,7 +68,7 @@ if has layer; then
   cat "$OUT/layer.md"
 fi
 if has sweep; then
-  "${profile[@]}" python3 -m mixgemm.cli bench --m 1,4,16,64,256,2048 --vs cublas,tinygemm \
+  "${profile[@]}" python3 -m mixgemm.cli bench --m 1,4,16,64,256,2048 --vs cublas,tinygemm,fbgemm \
     --shapes ${SWEEP_SHAPES:-4608:3584,3584:4608,37888:3584,3584:18944,18432:16384,2048:1792,5120:5120,13824:5120,5120:13824,1536:8960,8960:1536,1792:8192} \
     --markdown "$OUT/sweep.md" --json "$OUT/sweep.json" >> "$OUT/log.txt" 2>&1; log "sweep rc=$?"
   cat "$OUT/sweep.md"

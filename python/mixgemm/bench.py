@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import torch
 
 from .generator.dtypes import ACTIVATIONS, DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, PER_CHANNEL
+from .peers import PEER_FNS
 from .quant import FORMATS, torch_dtype
 
 SHAPES = {  # name -> (N, K): Llama-3 layers, N = out features
@@ -77,39 +78,6 @@ def gpu_info() -> dict:
 def roofline_us(m: int, n: int, k: int, weight_bytes: int, ceil: dict, act_bytes: int = 2) -> float:
     bytes_moved = weight_bytes + (m * k + m * n) * act_bytes
     return 1e6 * max(bytes_moved / ceil["copy_bytes_per_s"], 2.0 * m * n * k / ceil["bf16_flops_per_s"])
-
-
-def tinygemm_fn(w: torch.Tensor, x: torch.Tensor, group_size: int) -> Optional[Callable]:
-    """torch's int4 tinygemm (bf16, asymmetric g128), or None where this torch lacks it."""
-    try:
-        n, k = w.shape
-        g = w.float().reshape(n, k // group_size, group_size)
-        lo, hi = g.amin(-1), g.amax(-1)
-        scale = ((hi - lo).clamp(min=1e-6) / 15)
-        q = torch.clamp(torch.round((g - lo.unsqueeze(-1)) / scale.unsqueeze(-1)), 0, 15).to(torch.int32).reshape(n, k)
-        zero = lo + 8 * scale
-        sz = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
-        packed_u8 = (q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8)
-        wp = torch.ops.aten._convert_weight_to_int4pack(packed_u8, 8)
-        fn = lambda: torch.ops.aten._weight_int4pack_mm(x, wp, group_size, sz)  # noqa: E731
-        fn()
-        return fn
-    except Exception:  # noqa: BLE001  (a peer that does not run here is reported as n/a)
-        return None
-
-
-def scaled_mm_fn(w: torch.Tensor, x: torch.Tensor) -> Optional[Callable]:
-    """cuBLAS fp8 (e4m3 x e4m3 -> bf16) through torch._scaled_mm; M is padded to 16 as it requires."""
-    try:
-        m = x.shape[0]
-        x8 = torch.nn.functional.pad(x, (0, 0, 0, (-m) % 16)).to(torch.float8_e4m3fn)
-        w8 = w.to(torch.float8_e4m3fn)
-        one = torch.ones((), device=x.device)
-        fn = lambda: torch._scaled_mm(x8, w8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)  # noqa: E731
-        fn()
-        return fn
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def host_us_per_call(fn: Callable[[], object], calls: int = 2000) -> float:
@@ -180,12 +148,10 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
                     row["cublas_graph_us"] = graph_rotating_us(lambda i: lambda: x @ ws[i % len(ws)].t(),
                                                                w_deq.numel() * 2, l2)
                     del ws
-            if "tinygemm" in vs and act == torch.bfloat16:
-                fn = tinygemm_fn(w, x, group_size)
-                row["tinygemm_us"] = bench_us(fn) if fn else None
-            if "scaled_mm" in vs:
-                fn = scaled_mm_fn(w, x)
-                row["scaled_mm_us"] = bench_us(fn) if fn else None
+            for peer in vs:
+                if peer in PEER_FNS:
+                    fn = PEER_FNS[peer](w, x, group_size)
+                    row[f"{peer}_us"] = bench_us(fn) if fn else None
             rows.append(row)
             print(format_row(row), flush=True)
         del w, w_deq
@@ -219,7 +185,8 @@ def format_row(r: dict) -> str:
     return s
 
 
-PEERS = (("cublas_us", "cuBLAS bf16"), ("tinygemm_us", "tinygemm w4"), ("scaled_mm_us", "cuBLAS fp8"),
+PEERS = (("cublas_us", "cuBLAS bf16"), ("tinygemm_us", "tinygemm w4"), ("fbgemm_us", "FBGEMM w4"),
+         ("gemlite_us", "gemlite w4"), ("scaled_mm_us", "cuBLAS fp8"),
          ("mixgemm_graph_us", "mixgemm graph"), ("cublas_graph_us", "cuBLAS bf16 graph"))
 
 
@@ -288,7 +255,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", default="llama3-8b,llama3-70b",
                    help="comma-separated: shape names (l3-8b.qkv ...), sets (llama3-8b, llama3-70b) or N:K")
     p.add_argument("--m", default=",".join(map(str, DEFAULT_M)), help="comma-separated token counts")
-    p.add_argument("--vs", default="cublas,tinygemm,scaled_mm", help="peers: cublas,tinygemm,scaled_mm")
+    p.add_argument("--vs", default="cublas,tinygemm,fbgemm,gemlite",
+                   help="peers measured in the same process: cublas, " + ", ".join(PEER_FNS) +
+                        " (a peer not installed here is reported n/a)")
     p.add_argument("--plot", default=None, help="write a PNG of %% of roofline against M here")
     p.add_argument("--weight-dtype", default=DEFAULT_WEIGHT_DTYPE, choices=sorted(FORMATS))
     p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
