@@ -35,18 +35,38 @@ def bench_us(fn: Callable[[], object], warmup_ms: float = 25, rep_ms: float = 10
         return 1e3 * do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median")
     except ImportError:
         flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-        for _ in range(5):
-            fn()
-        times = []
-        for _ in range(50):
-            flush.zero_()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1e3)
-        return statistics.median(times)
+        return event_us(fn, reps=50, before=flush.zero_)
+
+
+def event_us(fn: Callable[[], object], reps: int = 30, before: Optional[Callable[[], object]] = None) -> float:
+    """Median microseconds of `fn` between CUDA events, after a warm-up; `before` runs (untimed)
+    ahead of each timed call, e.g. to flush L2."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        if before is not None:
+            before()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3)
+    return statistics.median(times)
+
+
+def graph_us(fn: Callable[[], object], reps: int = 30) -> float:
+    """Median microseconds of one replay of a CUDA graph that captured `fn`."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()  # warm-up outside the capture, as torch recommends
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return event_us(graph.replay, reps)
 
 
 def ceilings() -> dict:
@@ -275,7 +295,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def graph_rotating_us(make_call: Callable[[int], Callable[[], object]], copy_bytes: int, l2_bytes: int) -> float:
     """Microseconds per call in a CUDA graph of back-to-back calls that rotate over enough weight
     copies (make_call(i) uses copy i) to exceed twice the L2, so weights come from DRAM."""
-    from .layer_bench import graph_us  # noqa: PLC0415
     copies = max(1, -(-2 * l2_bytes // max(copy_bytes, 1)))
     calls = [make_call(i) for i in range(min(copies, 64))]
     rounds = max(1, 16 // len(calls))

@@ -7,10 +7,9 @@ dense bf16 layers they replace (torch.nn.functional.linear, i.e. cuBLAS).
 """
 from __future__ import annotations
 
-import statistics
-from typing import Callable
-
 import torch
+
+from .bench import event_us, graph_us
 
 MODELS = {  # (name, N = out features, K = in features) per projection, as in the HF configs
     "llama3-8b": [("q", 4096, 4096), ("k", 1024, 4096), ("v", 1024, 4096), ("o", 4096, 4096),
@@ -18,34 +17,6 @@ MODELS = {  # (name, N = out features, K = in features) per projection, as in th
     "llama3-70b": [("q", 8192, 8192), ("k", 1024, 8192), ("v", 1024, 8192), ("o", 8192, 8192),
                    ("gate", 28672, 8192), ("up", 28672, 8192), ("down", 8192, 28672)],
 }
-
-
-def event_us(fn: Callable[[], object], reps: int = 30) -> float:
-    """Median microseconds of `fn` between CUDA events (after a warm-up)."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
-    return statistics.median(times)
-
-
-def graph_us(fn: Callable[[], object], reps: int = 30) -> float:
-    """Median microseconds of one replay of a CUDA graph that captured `fn`."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()  # warm-up outside the capture, as torch recommends
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return event_us(graph.replay, reps)
 
 
 def run_layer(model: str, batches: list[int], layers: int, weight_dtype: str, group_size: int,
