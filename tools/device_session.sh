@@ -10,6 +10,7 @@
 #   layer     mixgemm bench --layer llama3-8b at M = 1 and 16
 #   sweep     mixgemm bench on shapes outside the Llama-3 six
 #   tune      mixgemm tune -> $OUT/profile.json (bench/layer then use it)
+#   ncu       Nsight Compute on the decode kernel at M=1 (tools/ncu_decode.py)
 # Files in $OUT (the device tool returns at most 8): log.txt and one file per step.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -72,4 +73,10 @@ if has sweep; then
     --shapes ${SWEEP_SHAPES:-4608:3584,3584:4608,37888:3584,3584:18944,18432:16384,2048:1792,5120:5120,13824:5120,5120:13824,1536:8960,8960:1536,1792:8192} \
     --markdown "$OUT/sweep.md" --json "$OUT/sweep.json" >> "$OUT/log.txt" 2>&1; log "sweep rc=$?"
   cat "$OUT/sweep.md"
+fi
+if has ncu; then
+  timeout 240 ncu --kernel-name regex:decode --section SpeedOfLight --section MemoryWorkloadAnalysis \
+    --section LaunchStats --section Occupancy python3 "$SRC/tools/ncu_decode.py" > "$OUT/ncu.txt" 2>&1
+  log "ncu rc=$?"
+  grep -E "^  [0-9]|decode_gemm|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Duration|Grid Size|Registers|Achieved Occupancy|Theoretical Occupancy|Block Limit" "$OUT/ncu.txt" | head -40
 fi
