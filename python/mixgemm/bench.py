@@ -1,6 +1,6 @@
 """``mixgemm bench``: time mixgemm next to cuBLAS and peers, as a fraction of the roofline.
 
-Method (shared/TARGETS.md): CUDA-event timing, L2 flushed before every call, warm-up, median;
+Method (docs/TARGETS.md): CUDA-event timing, L2 flushed before every call, warm-up, median;
 random data. The two ceilings are measured in the same run: a 2 GiB device-to-device copy (bytes
 read + written) and an 8192^3 cuBLAS bf16 GEMM. Roofline time of y[M,N] = x[M,K] @ W[N,K]^T is
 max(bytes / copy bandwidth, 2*M*N*K / bf16 rate) with bytes = packed W + scales (+ zeros) + x + y.

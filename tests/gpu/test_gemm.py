@@ -1,7 +1,7 @@
 """Every built kernel, forced by name, against an fp32 dequantize-then-matmul reference.
 
 Fresh random data per case; the output is poisoned (NaN) before each launch and must be fully
-written. Shapes: the Llama-3 layers of shared/TARGETS.md; M over tile boundaries.
+written. Shapes: the Llama-3 layers of docs/TARGETS.md; M over tile boundaries.
 """
 from __future__ import annotations
 
