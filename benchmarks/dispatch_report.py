@@ -25,14 +25,15 @@ def judge(truth: dict, profile_path: str | None, sms: int, gpu: str) -> list[dic
     """For each entry of `truth`: the dispatched pick (profile, else fallback) and the fallback pick,
     each as time / best time in `truth`."""
     names = sorted({n for e in truth["entries"] for n in e["times_us"]})
-    specs = tuple((KernelSpec.parse(n), i) for i, n in enumerate(names))
-    dispatch.built_specs = lambda: specs  # judge with the kernels the measurement had
+    built = tuple(dispatch.Built(KernelSpec.parse(n), i, KernelSpec.parse(n).capabilities()) for i, n in enumerate(names))
+    dispatch.built = lambda: built  # judge with the kernels the measurement had
     dispatch.sm_count = lambda _i: sms
+    dispatch.capability = lambda _i: 90
     dispatch.gpu_name = lambda _i: gpu
     rows = []
     for e in truth["entries"]:
         spec0 = KernelSpec.parse(next(iter(e["times_us"])))
-        key = dispatch.DispatchKey(spec0.arch, spec0.act, spec0.weight, spec0.scale, spec0.zero, spec0.out)
+        key = dispatch.DispatchKey(spec0.layout, spec0.act, spec0.weight, spec0.scale, spec0.zero, spec0.out)
         group = e["k"] if e["group_size"] == -1 else e["group_size"]
         best = min(e["times_us"].values())
         picks = {}

@@ -8,11 +8,11 @@ import itertools
 import json
 import sys
 
-from mixgemm import dispatch
 from mixgemm.generator import KernelSpec
+from mixgemm.generator.family import COST, CostModel
 
 
-def score(doc: dict, model: dispatch.FallbackModel, bound: float = 0.15) -> tuple[int, float]:
+def score(doc: dict, model: CostModel, bound: float = 0.15) -> tuple[int, float]:
     """(picks within bound, sum of log-ratio losses) of the fallback on every entry of a tune file."""
     import math
     ok, loss = 0, 0.0
@@ -20,7 +20,7 @@ def score(doc: dict, model: dispatch.FallbackModel, bound: float = 0.15) -> tupl
         times = e["times_us"]
         specs = [KernelSpec.parse(n) for n in times]
         group = e["k"] if e["group_size"] == -1 else e["group_size"]
-        pick = min(specs, key=lambda s: (dispatch.estimate_us(s, e["m"], e["n"], e["k"], group, doc["sms"], model), s.name()))
+        pick = min(specs, key=lambda s: (s.estimate_us(e["m"], e["n"], e["k"], group, doc["sms"], model), s.name()))
         ratio = times[pick.name()] / min(times.values())
         ok += ratio <= 1 + bound
         loss += math.log(ratio)
@@ -37,18 +37,18 @@ def main() -> int:
     }
     best = None
     for values in itertools.product(*grid.values()):
-        model = dataclasses.replace(dispatch.FALLBACK, **dict(zip(grid, values)))
+        model = dataclasses.replace(COST, **dict(zip(grid, values)))
         ok, loss = score(prof, model)
         if best is None or (ok, -loss) > (best[0], -best[1]):
             best = (ok, loss, model)
     ok, loss, model = best
     print(f"fitted: {model}")
     print(f"profile: {ok}/{len(prof['entries'])} fallback picks within 15% (current defaults: "
-          f"{score(prof, dispatch.FALLBACK)[0]})")
+          f"{score(prof, COST)[0]})")
     if len(sys.argv) > 2:
         fresh = json.load(open(sys.argv[2]))
         print(f"independent re-measurement: {score(fresh, model)[0]}/{len(fresh['entries'])} within 15% "
-              f"(current defaults: {score(fresh, dispatch.FALLBACK)[0]})")
+              f"(current defaults: {score(fresh, COST)[0]})")
     return 0
 
 

@@ -80,7 +80,7 @@ class CostModel:
     mixed_input_efficiency: float = 0.8     # conversion in the mainloop costs issue slots next to wgmma
     sm_bandwidth_share: float = 1.5         # one SM can pull ~this many times its even share when others idle
     l2_reuse: float = 2.0                   # activations come from L2 after the first tile reads them
-    tile_overhead_us: float = 0.0           # prologue, pipeline fill and epilogue of one tile
+    tile_overhead_us: float = 4.0           # prologue, pipeline fill and epilogue of one tile
     launch_us: float = 3.0
 
 
