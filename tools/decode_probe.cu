@@ -559,7 +559,7 @@ static bool correctness(const std::vector<Variant>& variants, const Options& opt
                 const DecodePlan plan = v.finish_plan(p, s, wk);
                 run_and_verify(v, d, v.tokens, 0, &plan, ws, "plan ", opt, per_variant[vi]);
               }
-            // Scales (zeros) only 2-byte aligned: the kernel's plain-load path instead of cp.async.
+            // Scales (zeros) only 2-byte aligned (the check() minimum): must work the same.
             if (sh.n == 576) {
               Dataset od = d;
               char *ps = nullptr, *pz = nullptr;
@@ -782,16 +782,6 @@ static bool timing(const std::vector<Variant>& variants) {
           if (pl.splits == autop.splits && pl.warps_k == autop.warps_k) continue;
           plans.push_back({pl, false});
         }
-        // Shallower rings than the automatic plan's (same split): how much the depth buys.
-        for (int st : {2, 3, 4, 6}) {
-          if (st >= autop.stages || (m == 4)) continue;
-          DecodePlan pl = autop;
-          const size_t reduction = sizeof(float) * pl.warps_k * v.tokens *
-                                   (static_cast<size_t>(pl.rows_per_cta) * 16 * v.row_atoms + 4);
-          pl.stages = st;
-          pl.smem_bytes = std::max(reduction, static_cast<size_t>(st) * pl.stage_bytes);
-          plans.push_back({pl, false});
-        }
         for (const auto& entry : plans) {
           const DecodePlan& plan = entry.first;
           const bool automatic = entry.second;
@@ -806,9 +796,8 @@ static bool timing(const std::vector<Variant>& variants) {
           }
           const double us = time_median([&] { v.run_plan(p0, plan, 0, err); }, flush, flush_bytes, ev, kRuns);
           char pl[96];
-          std::snprintf(pl, sizeof pl, "S=%d W=%d R=%d st=%d grid=%dx%d thr=%d", plan.splits,
-                        plan.warps_k, plan.rows_per_cta, plan.stages, plan.grid_x, plan.splits,
-                        plan.threads);
+          std::snprintf(pl, sizeof pl, "S=%d W=%d R=%d grid=%dx%d thr=%d", plan.splits, plan.warps_k,
+                        plan.rows_per_cta, plan.grid_x, plan.splits, plan.threads);
           const double pct = 100.0 * bytes / (us * 1e-6) / 3.0e12;
           rows.push_back({sh.n, sh.k, m, v.name, pl, us, pct, automatic});
           std::printf("   n=%-6d k=%-6d m=%-2d %-18s %-40s %s %8.2f us %6.1f%%\n", sh.n, sh.k, m,

@@ -63,23 +63,17 @@ constexpr int kMinSliceChunks = 2;    // a warp's K slice spans >= 2 chunks when
 constexpr int kMaxCounters = 16384;
 constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);  // 64 KB; partials start here
 
-// k atoms (16 k each) per pipeline chunk (one ring stage). Weights, scales and x all go through a
-// shared-memory ring (cp.async), so the chunk size no longer costs registers; small chunks give the
-// ring more stages for the same bytes (finer-grained flow, more of the ring in flight).
+// k atoms (16 k each) per pipeline chunk: a warp keeps up to two chunks of kChunk * kRowAtoms weight
+// words in flight: 1 KB per chunk for kRowAtoms 1, 2 KB for 2; for 4, 4 KB (s4, 8 tokens) or 2 KB
+// (u4 or 16 tokens: 8 atoms would spill there; 128 registers is the cap for 2 CTAs per SM).
 template <bool kZero, int kRowAtoms, int kTokens>
 constexpr int chunk_atoms() {
-  return 4;
+  return kRowAtoms == 4 && (kTokens == 16 || kZero) ? 4 : 8;
 }
-constexpr int kMaxStages = 8;  // ring depth cap (cp.async.wait_group takes immediates 0..6)
-// Dynamic shared memory per CTA that still lets two CTAs share an SM on an H100 (228 KB per SM,
-// 1 KB reserved per CTA, 16 B static). run_plan recomputes the ring depth from the device.
-constexpr int kSmemBudget = 115584;
 
-// One ring stage holds, for each of the W K slices of the CTA, the chunk's x (shared by the R
-// row-block warps of that slice, which copy it together): kTokens rows of kChunk k atoms (32 bytes
-// each) plus 16 bytes of padding, which puts the 8 rows that one ldmatrix phase reads in 8
-// different 4-bank groups; and for each warp its weight atoms (kChunk x kRowAtoms x 128 bytes,
-// atom (u, i) at (u * kRowAtoms + i) * 128) and its scale (and zero) rows (kRows x 2 bytes each).
+// x staging in shared memory, per warp: two stages (chunk i computes while chunk i+1 lands), each
+// kTokens rows of kChunk k atoms (32 bytes each) plus 16 bytes of padding, which puts the 8 rows
+// that one ldmatrix phase reads in 8 different 4-bank groups.
 template <int kChunk>
 constexpr int x_row_bytes() {
   return kChunk * 32 + 16;
@@ -87,14 +81,6 @@ constexpr int x_row_bytes() {
 template <int kChunk, int kTokens>
 constexpr int x_stage_bytes() {
   return kTokens * x_row_bytes<kChunk>();
-}
-template <int kRowAtoms, int kChunk>
-constexpr int w_stage_bytes() {
-  return kChunk * kRowAtoms * 128;
-}
-template <bool kZero, int kRowAtoms>
-constexpr int s_stage_bytes() {
-  return 32 * kRowAtoms * (kZero ? 2 : 1);
 }
 
 template <class Act>
@@ -137,9 +123,6 @@ struct Params {
   int warps_k;          // W: K slices per CTA
   int rows_per_cta;     // R: row blocks per CTA
   int splits;           // S: CTAs along K (gridDim.y)
-  int stages;           // ring depth (chunks per warp: stages - 1 in flight)
-  int stage_bytes;      // bytes of one ring stage (all W slices' x, all warps' atoms + scales)
-  int scale_vec;        // scales (and zeros) 16-byte aligned: copied by cp.async
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -232,45 +215,6 @@ __device__ __forceinline__ void ldsm_x2(uint32_t addr, uint32_t (&b)[4]) {
                : "r"(addr)
                : "memory");
   b[2] = b[3] = 0u;
-}
-
-// 16 bytes global -> shared, asynchronous, bypassing L1, with the weight stream's L2 policy.
-__device__ __forceinline__ void cp_async16_cg(uint32_t smem_addr, const void* gptr, uint64_t policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(smem_addr),
-               "l"(gptr), "l"(policy)
-               : "memory");
-}
-// wait_group with a run-time count (the ring depth is a launch parameter).
-__device__ __forceinline__ void cp_async_wait_dyn(int pending) {
-  switch (pending) {
-    case 0: cp_async_wait<0>(); break;
-    case 1: cp_async_wait<1>(); break;
-    case 2: cp_async_wait<2>(); break;
-    case 3: cp_async_wait<3>(); break;
-    case 4: cp_async_wait<4>(); break;
-    case 5: cp_async_wait<5>(); break;
-    default: cp_async_wait<6>(); break;
-  }
-}
-// Named barrier among `threads` threads (whole warps) of the CTA; id 0 is __syncthreads'.
-__device__ __forceinline__ void named_barrier(int id, int threads) {
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
-}
-__device__ __forceinline__ uint32_t lds32(uint32_t addr) {
-  uint32_t v;
-  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
-  return v;
-}
-__device__ __forceinline__ uint32_t lds16(uint32_t addr) {
-  unsigned short h;
-  asm volatile("ld.shared.u16 %0, [%1];" : "=h"(h) : "r"(addr) : "memory");
-  return h;
-}
-__device__ __forceinline__ void sts16(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared.u16 [%0], %1;" ::"r"(addr), "h"(static_cast<unsigned short>(v)) : "memory");
-}
-__device__ __forceinline__ void sts128_zero(uint32_t addr) {
-  asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" ::"r"(addr), "r"(0) : "memory");
 }
 
 __device__ __forceinline__ void grid_dependency_wait() {
@@ -366,6 +310,128 @@ __device__ __forceinline__ Chunk next_chunk(Chunk c, int end, int group_atoms) {
   return c;
 }
 
+// Scales (and zeros) in flight: lane t holds row t % 16 of row atom 2h + t / 16 in register h, so
+// one 16-bit load per lane covers two row atoms (64 contiguous bytes per warp); compute_chunk
+// shuffles each lane its rows t/4 and t/4 + 8.
+template <int kRowAtoms>
+constexpr int scale_regs() {
+  return (kRowAtoms + 1) / 2;
+}
+
+// Registers of one chunk in flight.
+template <bool kZero, int kRowAtoms, int kChunk>
+struct ChunkRegs {
+  uint32_t w[kChunk][kRowAtoms];  // weight words
+  uint32_t s[scale_regs<kRowAtoms>()];
+  uint32_t z[kZero ? scale_regs<kRowAtoms>() : 1];
+};
+
+// Per-lane constants of the main loop. Offsets rather than pointers where the base is a kernel
+// parameter (read from the constant bank at each use), to keep loop-carried registers low.
+template <int kRowAtoms, int kTiles>
+struct LaneCtx {
+  const uint32_t* w_lane;       // word `lane` of atom (row block's first row atom, k atom 0)
+  int k_stride_words;           // words between consecutive k atoms of one row atom = na * 32
+  int s_off;                    // scale row 16 * (t / 16) + t % 16 of the row block (group 0)
+  bool row_ok[kRowAtoms];       // row atom inside n
+  bool scale_ok[scale_regs<kRowAtoms>()];  // this lane's scale row (see ChunkRegs) inside n
+  uint32_t x_stage[2];          // shared addresses of this warp's two x stages
+  uint32_t ldsm_off;            // this lane's ldmatrix row address within a stage (k atom 0)
+  uint64_t policy;
+};
+
+template <bool kZero, int kRowAtoms, int kChunk, int kTiles>
+__device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk>& f, const Chunk& ch,
+                                           const LaneCtx<kRowAtoms, kTiles>& cx, const Params& p) {
+  // Atom (n_hi, k_hi) starts at word 32 * (n_hi + na * k_hi): the kRowAtoms atoms of one k atom
+  // are 32 words apart, consecutive k atoms na * 32 words. Each load is one whole 128-byte atom
+  // across the warp (lane t reads word t), fully coalesced.
+  const uint32_t* wp = cx.w_lane + static_cast<size_t>(ch.pos) * cx.k_stride_words;
+#pragma unroll
+  for (int u = 0; u < kChunk; ++u) {
+#pragma unroll
+    for (int i = 0; i < kRowAtoms; ++i) {
+      f.w[u][i] = ld_weight(wp + u * cx.k_stride_words + i * 32, u < ch.len && cx.row_ok[i],
+                            cx.policy);
+    }
+  }
+  const size_t s_off = static_cast<size_t>(ch.grp) * p.n + cx.s_off;
+#pragma unroll
+  for (int h = 0; h < scale_regs<kRowAtoms>(); ++h) {
+    const bool ok = ch.len > 0 && cx.scale_ok[h];
+    f.s[h] = ld_u16(static_cast<const unsigned short*>(p.scales) + s_off + 32 * h, ok);
+    if constexpr (kZero)
+      f.z[h] = ld_u16(static_cast<const unsigned short*>(p.zeros) + s_off + 32 * h, ok);
+  }
+}
+
+// x[token][16 * (pos + u) + 0..15] for tokens < m and u < len into one x stage: row `token` of
+// the stage holds the chunk's k atoms back to back (32 bytes each). Rows >= m stay zero (filled
+// once at kernel start). Consecutive lanes copy consecutive 16-byte pieces of one row.
+template <class Act, int kChunk, int kTokens>
+__device__ __forceinline__ void copy_x_chunk(uint32_t stage, const Chunk& ch, const Params& p) {
+  constexpr int kPiecesPerRow = 2 * kChunk;
+  constexpr int kPieces = kTokens * kPiecesPerRow;
+  static_assert(kPieces % 32 == 0, "whole warp-wide rounds of pieces");
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int it = 0; it < kPieces / 32; ++it) {
+    const int q = it * 32 + lane;
+    const int tok = q / kPiecesPerRow;
+    const int u = q % kPiecesPerRow / 2;
+    const int half = q % 2;
+    if (tok < p.m && u < ch.len) {
+      const Act* src = static_cast<const Act*>(p.x) + static_cast<size_t>(tok) * p.k +
+                       static_cast<size_t>(ch.pos + u) * 16 + 8 * half;
+      cp_async16(stage + tok * x_row_bytes<kChunk>() + u * 32 + 16 * half, src);
+    }
+  }
+}
+
+// Row r (0..15) of row atom i from the chunk's scale registers (lane 16 * (i % 2) + r holds it).
+template <int kRegs>
+__device__ __forceinline__ uint32_t scale_of(const uint32_t (&regs)[kRegs], int i, int row) {
+  return __shfl_sync(0xffffffffu, regs[i / 2], 16 * (i % 2) + row);
+}
+
+// Chunk `ch` (weights in f, x in the shared stage at `stage`, already landed) into acc.
+template <class Act, bool kZero, int kRowAtoms, int kChunk, int kTiles>
+__device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4],
+                                              const ChunkRegs<kZero, kRowAtoms, kChunk>& f,
+                                              const Chunk& ch, uint32_t stage,
+                                              const LaneCtx<kRowAtoms, kTiles>& cx) {
+  const int g = threadIdx.x % 32 / 4;
+  // Scales (zeros) of rows g and g + 8 of each row atom, constant over the chunk.
+  uint32_t s_lo[kRowAtoms], s_hi[kRowAtoms], z_lo[kRowAtoms], z_hi[kRowAtoms];
+#pragma unroll
+  for (int i = 0; i < kRowAtoms; ++i) {
+    s_lo[i] = scale_of(f.s, i, g);
+    s_hi[i] = scale_of(f.s, i, g + 8);
+    z_lo[i] = z_hi[i] = 0u;
+    if constexpr (kZero) {
+      z_lo[i] = scale_of(f.z, i, g);
+      z_hi[i] = scale_of(f.z, i, g + 8);
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kChunk; ++u) {
+    if (u < ch.len) {
+      // b[2j], b[2j+1] = b0, b1 of n8 tile j: x[tok][k0 + 2(t%4) + {0,1}] and x[tok][k0 + 8 + ...].
+      uint32_t b[4];
+      if constexpr (kTiles == 2) ldsm_x4(stage + cx.ldsm_off + u * 32, b);
+      else ldsm_x2(stage + cx.ldsm_off + u * 32, b);
+#pragma unroll
+      for (int i = 0; i < kRowAtoms; ++i) {
+        uint32_t a[4];
+        dequant_atom<Act, kZero>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
+#pragma unroll
+        for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1],
+                                                  static_cast<Act*>(nullptr));
+      }
+    }
+  }
+}
+
 __device__ __forceinline__ float4 add4(float4 a, float4 b) {
   return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
 }
@@ -392,11 +458,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
   constexpr int kChunk = chunk_atoms<kZero, kRowAtoms, kTokens>();
   constexpr int kTiles = kTokens / 8;
   constexpr int kRows = 16 * kRowAtoms;  // rows per warp
-  constexpr int kXBytes = x_stage_bytes<kChunk, kTokens>();
-  constexpr int kXRow = x_row_bytes<kChunk>();
-  constexpr int kWBytes = w_stage_bytes<kRowAtoms, kChunk>();
-  constexpr int kSBytes = s_stage_bytes<kZero, kRowAtoms>();
-  // Main loop: the ring of p.stages stages; epilogue: the reduction buffer (reuses the same bytes).
+  constexpr int kStage = x_stage_bytes<kChunk, kTokens>();
+  // Main loop: each warp's two x stages; epilogue: the reduction buffer (reuses the same bytes).
   extern __shared__ __align__(16) float smem[];
   __shared__ int s_last;
 
@@ -408,40 +471,45 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
   const int r = warp / p.warps_k;   // row block within the CTA
   const int wk = warp % p.warps_k;  // K slice within the CTA
   const int rb = blockIdx.x * p.rows_per_cta + r;
-  const int row_atom0 = rb * kRowAtoms;  // first row atom of this warp (idle warps: >= na)
 
-  // K slice of this warp: chunk-aligned, balanced to +-1 chunk. Every row-block warp of a slice
-  // (idle ones of a ragged last row tile included) walks the same chunks: they share x and meet at
-  // a named barrier once per chunk.
+  // K slice of this warp: chunk-aligned, balanced to +-1 chunk.
   const int slices = p.warps_k * p.splits;
   const int slice = blockIdx.y * p.warps_k + wk;
   const int a_begin = min(p.ka, static_cast<int>(static_cast<long long>(slice) * p.kchunks / slices) * kChunk);
-  const int a_end = min(p.ka, static_cast<int>(static_cast<long long>(slice + 1) * p.kchunks / slices) * kChunk);
+  // An idle warp of a ragged last row tile gets an empty slice.
+  const int a_end = rb >= p.nb ? a_begin
+      : min(p.ka, static_cast<int>(static_cast<long long>(slice + 1) * p.kchunks / slices) * kChunk);
 
+  LaneCtx<kRowAtoms, kTiles> cx;
+  cx.k_stride_words = p.na * 32;
+  cx.w_lane = static_cast<const uint32_t*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 32 + lane;
+  cx.s_off = rb * kRows + lane;  // scale row of this lane in register 0 (see ChunkRegs)
+#pragma unroll
+  for (int i = 0; i < kRowAtoms; ++i) cx.row_ok[i] = rb * kRowAtoms + i < p.na;
+#pragma unroll
+  for (int h = 0; h < scale_regs<kRowAtoms>(); ++h) {
+    const int atom = 2 * h + lane / 16;
+    cx.scale_ok[h] = atom < kRowAtoms && rb * kRowAtoms + atom < p.na;
+  }
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  const uint32_t x_off = wk * kXBytes;                                  // this slice's x
-  const uint32_t w_off = p.warps_k * kXBytes + warp * (kWBytes + kSBytes);  // this warp's atoms
-  const uint32_t s_off = w_off + kWBytes;                               // its scales (zeros)
+  cx.x_stage[0] = smem_base + warp * 2 * kStage;
+  cx.x_stage[1] = cx.x_stage[0] + kStage;
   // ldmatrix row addresses: lanes 8i..8i+7 address matrix i = (token 8*(i/2) + lane%8, k half i%2).
   // The x2 form (one n8 tile) uses lanes 0..15 only.
   const int ldsm_tok = (lane & 7) + (kTiles == 2 ? 8 * (lane >> 4) : 0);
-  const uint32_t ldsm_off = x_off + ldsm_tok * kXRow + 16 * ((lane >> 3) & 1);
-  const uint64_t policy = make_evict_first_policy();
-  const size_t k_stride = static_cast<size_t>(p.na) * 128;  // bytes between consecutive k atoms
-  const char* w_block = static_cast<const char*>(p.w) + static_cast<size_t>(row_atom0) * 128;
-  const int slice_threads = 32 * p.rows_per_cta;
+  cx.ldsm_off = ldsm_tok * x_row_bytes<kChunk>() + 16 * ((lane >> 3) & 1);
+  cx.policy = make_evict_first_policy();
 
-  // Rows of tokens >= m are never copied: zero them once in every stage so their (discarded) mma
-  // columns see defined values.
+  // Rows of tokens >= m are never copied: zero them once so their (discarded) mma columns see
+  // defined values.
   {
-    const int units = p.warps_k * kXBytes / 16;
-    for (int q = tid; q < p.stages * units; q += blockDim.x) {
-      const int st = q / units;
-      const int off = (q - st * units) * 16;
-      if (off % kXBytes / kXRow >= p.m) sts128_zero(smem_base + st * p.stage_bytes + off);
+    constexpr int kUnits = 2 * kStage / 16;
+    uint4* mine = reinterpret_cast<uint4*>(reinterpret_cast<char*>(smem) + warp * 2 * kStage);
+    for (int q = lane; q < kUnits; q += 32) {
+      const int tok = q * 16 % kStage / x_row_bytes<kChunk>();
+      if (tok >= p.m) mine[q] = make_uint4(0u, 0u, 0u, 0u);
     }
   }
-  __syncthreads();
 
   float acc[kRowAtoms][kTiles][4];
 #pragma unroll
@@ -451,138 +519,55 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-  // Issue one chunk into the stage at `stage`: the warp's weight atoms (16-byte cp.async, eight
-  // lanes per 128-byte atom, consecutive row atoms contiguous: fully coalesced), its scale rows,
-  // and its share of the slice's x. One cp.async group per chunk slot (committed even when empty),
-  // so wait_group (stages - 2) always means "the oldest chunk has landed".
-  auto issue = [&](uint32_t stage, const Chunk& ch) {
-    if (ch.len > 0) {
-      const char* wp = w_block + static_cast<size_t>(ch.pos) * k_stride;
-#pragma unroll
-      for (int it = 0; it < kChunk * kRowAtoms * 8 / 32; ++it) {
-        const int q = it * 32 + lane;
-        const int a = q >> 3;
-        const int u = a / kRowAtoms;
-        const int i = a % kRowAtoms;
-        if (u < ch.len && row_atom0 + i < p.na)
-          cp_async16_cg(stage + w_off + q * 16, wp + u * k_stride + i * 128 + (q & 7) * 16, policy);
-      }
-      const size_t so = static_cast<size_t>(ch.grp) * p.n + static_cast<size_t>(row_atom0) * 16;
-      if (p.scale_vec) {
-        // 16-byte aligned scale (zero) rows: kRows * 2 bytes = 2 * kRowAtoms pieces each.
-        constexpr int kPieces = 2 * kRowAtoms;
-        if (lane < kPieces * (kZero ? 2 : 1)) {
-          const bool isz = kZero && lane >= kPieces;
-          const int pc = isz ? lane - kPieces : lane;
-          if (row_atom0 + pc / 2 < p.na) {
-            const unsigned short* src =
-                static_cast<const unsigned short*>(isz ? p.zeros : p.scales) + so + 8 * pc;
-            cp_async16_cg(stage + s_off + (isz ? kRows * 2 : 0) + 16 * pc, src, policy);
-          }
-        }
-      } else if (lane < kRows / 2) {
-        // Only 2-byte aligned: plain loads (synchronous here; correct, slower).
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = lane + h * kRows / 2;
-          if (row_atom0 + row / 16 < p.na) {
-            sts16(stage + s_off + 2 * row,
-                  ld_u16(static_cast<const unsigned short*>(p.scales) + so + row, true));
-            if constexpr (kZero)
-              sts16(stage + s_off + kRows * 2 + 2 * row,
-                    ld_u16(static_cast<const unsigned short*>(p.zeros) + so + row, true));
-          }
-        }
-      }
-      // x[token][16 * (pos + u) + 0..15] for tokens < m and u < len: row `token` holds the chunk's
-      // k atoms back to back. The R warps of the slice split the pieces.
-      constexpr int kPiecesPerRow = 2 * kChunk;
-      for (int q = r * 32 + lane; q < kTokens * kPiecesPerRow; q += slice_threads) {
-        const int tok = q / kPiecesPerRow;
-        const int u = q % kPiecesPerRow / 2;
-        const int half = q % 2;
-        if (tok < p.m && u < ch.len) {
-          const Act* src = static_cast<const Act*>(p.x) + static_cast<size_t>(tok) * p.k +
-                           static_cast<size_t>(ch.pos + u) * 16 + 8 * half;
-          cp_async16(stage + x_off + tok * kXRow + u * 32 + 16 * half, src);
-        }
-      }
-    }
-    cp_async_commit();
-  };
-
-  // Chunk `ch` from the stage at `stage` (landed, visible) into acc.
-  auto compute = [&](uint32_t stage, const Chunk& ch) {
-    uint32_t s_lo[kRowAtoms], s_hi[kRowAtoms], z_lo[kRowAtoms], z_hi[kRowAtoms];
-#pragma unroll
-    for (int i = 0; i < kRowAtoms; ++i) {
-      s_lo[i] = lds16(stage + s_off + 2 * (16 * i + g));
-      s_hi[i] = lds16(stage + s_off + 2 * (16 * i + g + 8));
-      z_lo[i] = z_hi[i] = 0u;
-      if constexpr (kZero) {
-        z_lo[i] = lds16(stage + s_off + kRows * 2 + 2 * (16 * i + g));
-        z_hi[i] = lds16(stage + s_off + kRows * 2 + 2 * (16 * i + g + 8));
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kChunk; ++u) {
-      if (u < ch.len) {
-        // b[2j], b[2j+1] = b0, b1 of n8 tile j: x[tok][k0 + 2(t%4) + {0,1}] and x[tok][k0 + 8 + ...].
-        uint32_t b[4];
-        if constexpr (kTiles == 2) ldsm_x4(stage + ldsm_off + u * 32, b);
-        else ldsm_x2(stage + ldsm_off + u * 32, b);
-#pragma unroll
-        for (int i = 0; i < kRowAtoms; ++i) {
-          // Word `lane` of atom (u, i): lane t's A fragment; 32 consecutive words, no conflicts.
-          const uint32_t w = lds32(stage + w_off + (u * kRowAtoms + i) * 128 + 4 * lane);
-          uint32_t a[4];
-          dequant_atom<Act, kZero>(w, s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
-#pragma unroll
-          for (int j = 0; j < kTiles; ++j)
-            mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
-        }
-      }
-    }
-  };
-
-  // ---- main loop: a ring of p.stages chunks per warp; stages - 1 are in flight while one
-  // computes. Per chunk: wait for the oldest group, meet the slice's other warps (their x copies
-  // have landed, and all of them are done with the stage computed last, which is refilled now),
-  // issue the chunk stages - 1 ahead, compute. ----
+  // ---- main loop: weights of the next chunk in registers and its x in the other stage are in
+  // flight while this chunk computes. One cp.async group per chunk slot (committed even when
+  // empty), so wait_group 1 always means "this chunk's x has landed". ----
   {
+    ChunkRegs<kZero, kRowAtoms, kChunk> fa, fb;
+    Chunk ca = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);
+    Chunk cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
     // NOTE(PDL): no global memory is read before the previous kernel has completed. Prefetching the
     // weights earlier would overlap more, but is wrong when that kernel wrote them (quantize, or a
     // user editing scales in place, right before this launch); the launch and the setup above still
     // overlap its tail.
     grid_dependency_wait();
-    const uint32_t ring_end = smem_base + p.stages * p.stage_bytes;
-    Chunk ci = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);  // next to issue
-    Chunk cc = ci;                                                  // next to compute
-    uint32_t st_issue = smem_base;
-    for (int s = 0; s < p.stages - 1; ++s) {
-      issue(st_issue, ci);
-      ci = next_chunk<kChunk>(ci, a_end, p.group_atoms);
-      st_issue += p.stage_bytes;
-    }
-    uint32_t st_comp = smem_base;
-    while (cc.len > 0) {
-      cp_async_wait_dyn(p.stages - 2);
-      named_barrier(1 + wk, slice_threads);
-      issue(st_issue, ci);
-      ci = next_chunk<kChunk>(ci, a_end, p.group_atoms);
-      st_issue += p.stage_bytes;
-      if (st_issue == ring_end) st_issue = smem_base;
-      compute(st_comp, cc);
-      cc = next_chunk<kChunk>(cc, a_end, p.group_atoms);
-      st_comp += p.stage_bytes;
-      if (st_comp == ring_end) st_comp = smem_base;
+    if (ca.len > 0) load_chunk(fa, ca, cx, p);
+    if (cb.len > 0) load_chunk(fb, cb, cx, p);
+    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
+    cp_async_commit();
+    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, p);
+    cp_async_commit();
+    while (ca.len > 0) {
+      cp_async_wait<1>();
+      __syncwarp();  // every lane's copies of this stage are visible to the whole warp
+      compute_chunk<Act, kZero>(acc, fa, ca, cx.x_stage[0], cx);
+      if (cb.len == 0) break;
+      ca = next_chunk<kChunk>(cb, a_end, p.group_atoms);
+      __syncwarp();  // the whole warp is done reading stage 0 before it is refilled
+      if (ca.len > 0) {
+        load_chunk(fa, ca, cx, p);
+        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
+      }
+      cp_async_commit();
+      cp_async_wait<1>();
+      __syncwarp();
+      compute_chunk<Act, kZero>(acc, fb, cb, cx.x_stage[1], cx);
+      if (ca.len == 0) break;
+      cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
+      __syncwarp();
+      if (cb.len > 0) {
+        load_chunk(fb, cb, cx, p);
+        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, p);
+      }
+      cp_async_commit();
     }
   }
   // The dependent grid's griddepcontrol.wait still waits for this grid to complete and flush, so
   // letting it launch now (its prologue overlaps our epilogue) is safe.
   grid_dependency_launch_dependents();
-  cp_async_wait<0>();  // nothing may still land in the ring ...
-  __syncthreads();     // ... and no warp may still read it: the reduction reuses the bytes
+  cp_async_wait<0>();  // nothing may still land in the x stages ...
+  __syncthreads();     // ... and no warp may still read them: the reduction reuses the bytes
+
   // ---- reduce the W K slices of each row block through shared memory ----
   // red[(wk * kTokens + token) * ldn + local row]; ldn = rows + 4 makes the fragment stores
   // conflict-free (token 2c lands 8c banks away, row g one bank) and keeps rows 16-byte aligned.
@@ -666,8 +651,6 @@ struct DecodePlan {
   int rows_per_cta = 1;  // R: row blocks (warps of kRowAtoms atoms) per CTA
   int grid_x = 1;        // row tiles
   int threads = 32;
-  int stages = 2;        // shared-memory ring depth (from the H100 budget; run_plan may lower it)
-  int stage_bytes = 0;
   size_t smem_bytes = 0;
   size_t workspace_bytes = 0;
 };
@@ -679,11 +662,9 @@ struct DecodeGemm {
   static constexpr int kChunk = impl::chunk_atoms<kZero, kRowAtoms, kTokens>();
   static constexpr int kRows = 16 * kRowAtoms;
   // Largest dynamic shared memory of any plan (R * W <= 8 warps): x stages or reduction buffer.
-  // Dynamic shared memory opted in for (finish_plan keeps every plan within it on an H100).
-  static constexpr size_t kMaxSmemBytes = impl::kSmemBudget;
-  static constexpr int kXBytes = impl::x_stage_bytes<kChunk, kTokens>();
-  static constexpr int kWarpStageBytes =
-      impl::w_stage_bytes<kRowAtoms, kChunk>() + impl::s_stage_bytes<kZero, kRowAtoms>();
+  static constexpr size_t kMaxSmemBytes =
+      std::max<size_t>(impl::kMaxWarps * 2 * impl::x_stage_bytes<kChunk, kTokens>(),
+                       sizeof(float) * kTokens * (impl::kMaxWarps * kRows + 4 * impl::kMaxWarps));
 
   static int ceil_div(int a, int b) { return (a + b - 1) / b; }
   static int pow2_floor(int v) {
@@ -692,17 +673,7 @@ struct DecodeGemm {
     return p;
   }
 
-  // Ring depth for a shared-memory budget per CTA: as deep as fits (2..kMaxStages); the main loop
-  // and the reduction buffer afterwards share the bytes.
-  static void set_stages(DecodePlan& plan, size_t budget) {
-    plan.stages = static_cast<int>(std::min<size_t>(impl::kMaxStages, budget / plan.stage_bytes));
-    plan.stages = std::max(2, plan.stages);
-    const size_t reduction = sizeof(float) * static_cast<size_t>(plan.warps_k) * kTokens *
-                             (static_cast<size_t>(plan.rows_per_cta) * kRows + 4);
-    plan.smem_bytes = std::max(static_cast<size_t>(plan.stages) * plan.stage_bytes, reduction);
-  }
-
-  // Fill in R, grid, ring, smem and workspace for given S and W.
+  // Fill in R, grid, smem and workspace for given S and W.
   static DecodePlan finish_plan(const mixgemm_problem& p, int splits, int warps_k) {
     DecodePlan plan;
     const int na = static_cast<int>(p.n / 16);
@@ -712,8 +683,12 @@ struct DecodeGemm {
     plan.rows_per_cta = std::min(impl::kMaxWarps / warps_k, nb);
     plan.grid_x = ceil_div(nb, plan.rows_per_cta);
     plan.threads = 32 * plan.warps_k * plan.rows_per_cta;
-    plan.stage_bytes = plan.warps_k * kXBytes + (plan.threads / 32) * kWarpStageBytes;
-    set_stages(plan, impl::kSmemBudget);
+    // Two x stages per warp in the main loop; the reduction buffer afterwards (same bytes).
+    const size_t x_stages = static_cast<size_t>(plan.threads / 32) * 2 *
+                            impl::x_stage_bytes<kChunk, kTokens>();
+    const size_t reduction = sizeof(float) * static_cast<size_t>(warps_k) * kTokens *
+                             (static_cast<size_t>(plan.rows_per_cta) * kRows + 4);
+    plan.smem_bytes = std::max(x_stages, reduction);
     if (splits > 1)
       plan.workspace_bytes = impl::kCounterBytes + sizeof(float) * static_cast<size_t>(splits) *
                                                        kTokens * static_cast<size_t>(p.n);
@@ -861,8 +836,6 @@ struct DecodeGemm {
     kp.warps_k = plan.warps_k;
     kp.rows_per_cta = plan.rows_per_cta;
     kp.splits = plan.splits;
-    kp.scale_vec = reinterpret_cast<uintptr_t>(p.scales) % 16 == 0 &&
-                   (!kZero || reinterpret_cast<uintptr_t>(p.zeros) % 16 == 0);
     kp.counters = nullptr;
     kp.partials = nullptr;
     if (plan.splits > 1) {
@@ -870,50 +843,27 @@ struct DecodeGemm {
       kp.partials = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + impl::kCounterBytes);
     }
     auto kernel = impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>;
-    // Shared memory: opt in once per device to min(kMaxSmemBytes, the device's per-block limit),
-    // and lower the ring depth where this device has less than an H100 (two CTAs per SM where two
-    // stages fit, else one).
-    static std::atomic<int> smem_limit[64];  // per device: opted-in bytes + 1 (0: not yet)
-    static std::atomic<int> smem_two[64];    // per device: per-CTA bytes for two CTAs per SM
-    int device = 0;
-    cudaGetDevice(&device);
-    const int dslot = device >= 0 && device < 64 ? device : 0;
-    if (smem_limit[dslot] == 0 || device != dslot) {
-      int optin = 0, per_sm = 0;
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-      cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
-      const int limit = std::min(static_cast<int>(kMaxSmemBytes), optin > 0 ? optin : 48 * 1024);
-      const cudaError_t e =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit);
-      if (e != cudaSuccess) {
-        cudaGetLastError();
-        err = name() + ": cudaFuncSetAttribute(max dynamic smem) failed: " + cudaGetErrorString(e);
-        return MIXGEMM_LAUNCH_FAILED;
-      }
-      smem_two[dslot] = per_sm / 2 - 1024 - 128;
-      smem_limit[dslot] = limit + 1;
-    }
-    DecodePlan lp = plan;
-    {
-      const size_t limit = static_cast<size_t>(smem_limit[dslot] - 1);
-      if (lp.smem_bytes > limit) {
-        size_t budget = static_cast<size_t>(std::max(0, static_cast<int>(smem_two[dslot])));
-        if (budget < 2 * static_cast<size_t>(lp.stage_bytes)) budget = limit;
-        set_stages(lp, std::min(budget, limit));
-        if (lp.smem_bytes > limit) {
-          err = name() + ": needs " + std::to_string(lp.smem_bytes) +
-                " bytes of shared memory, the device allows " + std::to_string(limit);
+    if (plan.smem_bytes > 48 * 1024) {
+      // Opt in to more than 48 KB of dynamic shared memory, once per device.
+      static std::atomic<bool> opted_in[64];  // zero-initialized (static storage)
+      int device = 0;
+      cudaGetDevice(&device);
+      if (device < 0 || device >= 64 || !opted_in[device]) {
+        const cudaError_t e = cudaFuncSetAttribute(
+            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmemBytes));
+        if (e != cudaSuccess) {
+          cudaGetLastError();
+          err = name() + ": cudaFuncSetAttribute(max dynamic smem) failed: " + cudaGetErrorString(e);
           return MIXGEMM_LAUNCH_FAILED;
         }
+        if (device >= 0 && device < 64) opted_in[device] = true;
       }
     }
-    kp.stages = lp.stages;
-    kp.stage_bytes = lp.stage_bytes;
 
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(plan.grid_x, plan.splits, 1);
     cfg.blockDim = dim3(plan.threads, 1, 1);
-    cfg.dynamicSmemBytes = lp.smem_bytes;
+    cfg.dynamicSmemBytes = plan.smem_bytes;
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
     cfg.attrs = attr;
