@@ -5,7 +5,7 @@ picks the kernel (unless forced) with the real M and launches on the current CUD
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -46,16 +46,21 @@ def workspace(device: int, stream: int, nbytes: int) -> torch.Tensor:
     return ws
 
 
-def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-           out: torch.Tensor, group_size: int, split_k: int = 0) -> None:
-    """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous).
-    split_k >= 1 forces that many K-slices on kernels that split K (tests use it)."""
-    m, k = x.shape
-    n = out.shape[1]
-    device = x.device.index
-    if device != torch.cuda.current_device():
-        with torch.cuda.device(device):
-            return launch(index, x, data, scales, zeros, out, group_size, split_k)
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+
+
+class _Launch(NamedTuple):
+    """Everything a call needs once the kernel is chosen, cached per (weight, dtype, M, options)."""
+    index: int
+    base: object          # _C.Problem with the per-weight fields
+    workspace_bytes: int
+
+
+_launches: dict[tuple, _Launch] = {}
+
+
+def _prepare(index: int, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], m: int, n: int,
+             k: int, group_size: int, split_k: int) -> _Launch:
     lib = _lib.load()
     base = base_problem(data, scales, zeros, n, k, group_size, split_k)
     wkey = (index, m, n, k, group_size, split_k)
@@ -64,9 +69,24 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
         probe = lib.Problem()
         probe.m, probe.n, probe.k, probe.group_size, probe.split_k = m, n, k, group_size, split_k
         ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, probe)
+    return _Launch(index, base, ws_bytes)
+
+
+def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int) -> None:
+    if device != _current_device():
+        with torch.cuda.device(device):
+            return _run(plan, x, out, device)
     stream = _raw_stream(device)
-    ws = workspace(device, stream, ws_bytes).data_ptr() if ws_bytes else 0
-    lib.run(index, base, x.data_ptr(), out.data_ptr(), m, ws, ws_bytes, stream)
+    ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
+    _lib.load().run(plan.index, plan.base, x.data_ptr(), out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream)
+
+
+def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+           out: torch.Tensor, group_size: int, split_k: int = 0) -> None:
+    """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous).
+    split_k >= 1 forces that many K-slices on kernels that split K (tests use it)."""
+    m, k = x.shape
+    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k), x, out, x.device.index)
 
 
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
@@ -75,10 +95,17 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): kernels load x in 16-byte vectors; an offset view is copied
     m = x.shape[0]
-    choice = dispatch.choose(dispatch.key(layout, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
-                             x.device.index, kernel or None, deterministic)
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    launch(choice.index, x, data, scales, zeros, out, group_size)
+    device = x.device
+    # NOTE(overhead): one lookup per call; the weight is identified by its buffers and shape
+    lkey = (data.data_ptr(), scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0, n, k, group_size,
+            layout, weight_dtype, x.dtype, m, kernel, deterministic, device.index)
+    plan = _launches.get(lkey)
+    if plan is None:
+        choice = dispatch.choose(dispatch.key(layout, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
+                                 device.index, kernel or None, deterministic)
+        plan = _launches[lkey] = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0)
+    out = torch.empty((m, n), dtype=x.dtype, device=device)
+    _run(plan, x, out, device.index)
     return out
 
 
