@@ -219,6 +219,13 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
     if found:
         times, near = found
         measured = [(spec, index, times[spec.name()]) for spec, index, _ in candidates if spec.name() in times]
+        if near is not None:
+            # NOTE(transfer): a measured shape stands in for this one scaled by the family's predicted
+            # change between the two (wave quantization differs: on the H100, 4096x14336 prefers the
+            # 128x16 tile at M=64, 5120x13824 the 128x64 one, 1.58x apart).
+            measured = [(spec, index, us * spec.estimate_us(m, n, k, group_size, sms, model)
+                         / spec.estimate_us(m, near[0], near[1], group_size, sms, model))
+                        for spec, index, us in measured]
         if measured:
             spec, index, us = min(measured, key=lambda c: (c[2], c[0].name()))
             how = "exact" if near is None else f"nearest {near[0]}:{near[1]}"

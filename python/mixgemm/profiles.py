@@ -5,7 +5,8 @@ A profile is JSON written by ``mixgemm tune``:
      "entries": [{"key": "<DispatchKey>", "n": N, "k": K, "group_size": G, "m": M bucket,
                   "times_us": {kernel name: median us, ...}}, ...]}
 Lookups use the exact (N, K) and M bucket, else the nearest measured (N, K) for the same key and
-M bucket (log distance) if it is within 25% in both N and K; else dispatch falls back to its model. Kernels a profile names that are not built are skipped with a warning.
+M bucket (log distance) if it is within 25% in both N and K (dispatch then scales its times by the
+families' predicted change between the two shapes); else dispatch falls back to its model. Kernels a profile names that are not built are skipped with a warning.
 """
 from __future__ import annotations
 
