@@ -19,9 +19,10 @@ from ..layouts import W4_MMA16
 
 ROWS = (16, 32, 64)   # output features per warp: 1, 2 or 4 layout atoms
 TOKENS = (8, 16)      # one or two mma n8 tiles
-# Picked by the H100 tune (4 formats x 6 Llama-3 shapes x M = 1..16): 64-row warps win on N >= 8192,
-# 32-row ones on narrower layers; 16-row warps never won (benchmarks/results/h100_tune_decode.md).
-DEFAULT = {(32, 8), (32, 16), (64, 8), (64, 16)}
+# Picked by the H100 tunes: 64-row warps win on N >= 8192, 32-row ones on narrower layers, 16-row ones
+# with 8 tokens on small layers (N <= 4096, K = 4096); 16 rows x 16 tokens never won
+# (benchmarks/results/h100_tune_decode.md, tools/decode_probe.md).
+DEFAULT = {(16, 8), (32, 8), (32, 16), (64, 8), (64, 16)}
 SMOKE = "mixgemm_dec_bf16xs4_g_bf16_t32x16"
 
 
@@ -87,7 +88,7 @@ class DecodeSpec(KernelSpec):
         act_bytes = self.act.bits // 8
         weight_bytes = n * k * self.weight.bits / 8 + (k // group_size) * n * act_bytes * (2 if self.zero else 1)
         bytes_moved = weight_bytes + m * (k + n) * act_bytes
-        efficiency = 0.8 if self.rows >= 64 else 0.75
+        efficiency = {16: 0.7, 32: 0.75}.get(self.rows, 0.8)
         if n // self.rows < 128:
             efficiency *= 0.8
         if self.tokens > 8:
