@@ -10,10 +10,6 @@ import jinja2
 from .family import TEMPLATE_DIR, KernelSpec
 
 
-def template_dir() -> Path:
-    return TEMPLATE_DIR
-
-
 @functools.cache
 def environment(folder: Path = TEMPLATE_DIR) -> jinja2.Environment:
     env = jinja2.Environment(
