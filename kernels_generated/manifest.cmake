@@ -20,21 +20,33 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t32x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x16.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu"
 )
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t16x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -57,19 +69,31 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")

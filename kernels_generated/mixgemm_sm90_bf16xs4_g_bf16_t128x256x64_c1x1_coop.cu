@@ -2,5 +2,6 @@
 #include "mixgemm/sm90/mixed_gemm.h"
 
 MIXGEMM_SM90_MIXED_KERNEL(mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop, cutlass::int4b_t, cutlass::bfloat16_t, false,
-                          128, 256, 64, 1, Cooperative)
+                          128, 256, 64, 1, Cooperative,
+                          void)
 MIXGEMM_REGISTER_KERNEL(mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop, mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop_config, 90)

@@ -2,5 +2,6 @@
 #include "mixgemm/sm90/mixed_gemm.h"
 
 MIXGEMM_SM90_MIXED_KERNEL(mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop, cutlass::uint4b_t, cutlass::bfloat16_t, true,
-                          128, 16, 64, 2, Cooperative)
+                          128, 16, 64, 2, Cooperative,
+                          void)
 MIXGEMM_REGISTER_KERNEL(mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop, mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop_config, 90)

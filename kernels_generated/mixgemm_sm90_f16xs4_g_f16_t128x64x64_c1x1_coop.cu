@@ -2,5 +2,6 @@
 #include "mixgemm/sm90/mixed_gemm.h"
 
 MIXGEMM_SM90_MIXED_KERNEL(mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop, cutlass::int4b_t, cutlass::half_t, false,
-                          128, 64, 64, 1, Cooperative)
+                          128, 64, 64, 1, Cooperative,
+                          void)
 MIXGEMM_REGISTER_KERNEL(mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop, mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_config, 90)

@@ -2,8 +2,15 @@
 
 A/B swapped so the narrow weight is the register-sourced wgmma operand and tokens are the small
 side of the tile: tile = (weight rows N, tokens M, K), cluster = (along N, along M). Header:
-include/mixgemm/sm90/mixed_gemm.h. Every kernel reduces K in one CTA in the same order, so results
-are bit-identical run to run and do not depend on the tile, hence on M.
+include/mixgemm/sm90/mixed_gemm.h. Every data-parallel kernel reduces K in one CTA in the same
+order, so results are bit-identical run to run and do not depend on the tile, hence on M.
+
+Decomposition (name suffix): none is CUTLASS's data-parallel persistent scheduler; `_sk` is its
+stream-K scheduler (cooperative schedule only), which splits K over CTAs when the output tiles
+leave SMs idle (M = 17..256 on narrow layers). Its partial sums are reduced in K order
+(ReductionMode::Deterministic), so results are bit-identical run to run for one problem shape,
+split_k and SM count, but the split depends on M, N, K and the SM count: rounding differs from
+the data-parallel kernels and from other M, hence `deterministic` is False for it.
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ CLUSTERS = ((1, 1), (2, 1))
 # The default build: one kernel per token-tile regime (decode, small batch, medium, prefill) for
 # each type pair, chosen from a sweep of stock CUTLASS configurations on the H100 (docs/TARGETS.md).
 DEFAULT_TILES = {((128, 16), (2, 1)), ((128, 64), (1, 1)), ((256, 128), (1, 1)), ((128, 256), (1, 1))}
+# Stream-K variants for M = 17..256, where narrow layers give fewer output tiles than SMs.
+DEFAULT_SK_TILES = {((128, 64), (1, 1)), ((128, 128), (1, 1)), ((128, 256), (1, 1))}
 SMOKE = "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
 
 
@@ -35,6 +44,24 @@ class Schedule(enum.Enum):
     def __init__(self, short: str, cpp: str):
         self.short = short
         self.cpp = cpp
+
+
+class Decomposition(enum.Enum):
+    """How output tiles map to CTAs: (name suffix, CUTLASS tile scheduler tag; void = persistent)."""
+    DATA_PARALLEL = ("", "void")
+    STREAM_K = ("sk", "cutlass::gemm::StreamKScheduler")
+
+    def __init__(self, short: str, cpp: str):
+        self.short = short
+        self.cpp = cpp
+
+
+# CUTLASS's stream-K heuristic (PersistentTileSchedulerSm90StreamKParams, tile_scheduler_params.h)
+SK_MIN_ITERS = 8        # min_iters_per_sk_unit_: no stream-K unit gets fewer k tiles than this
+# NOTE(estimate): the deterministic fixup is a chain: each split waits for the previous one, then
+# adds its fp32 partial tile through the workspace (one store and one load, from L2), plus a
+# barrier round trip. Not fitted: no stream-K kernel was in the measured profile when this was set.
+SK_FIXUP_SYNC_US = 0.5
 
 
 def tile_k(act: DType) -> int:
@@ -48,31 +75,39 @@ class Sm90MixedSpec(KernelSpec):
     tile: tuple[int, int, int]
     cluster: tuple[int, int]
     schedule: Schedule
+    decomp: Decomposition = Decomposition.DATA_PARALLEL
 
     token = "sm90"
     title = "Hopper CUTLASS 3.x TMA warp-specialized mixed input (wgmma)"
     template = "sm90_mixed.cu.j2"
     layout = W4_MMA16
-    _BODY = re.compile(TYPES_PATTERN + r"_t(?P<tn>\d+)x(?P<tm>\d+)x(?P<tk>\d+)_c(?P<cn>\d+)x(?P<cm>\d+)_(?P<sched>[a-z]+)")
+    _BODY = re.compile(TYPES_PATTERN + r"_t(?P<tn>\d+)x(?P<tm>\d+)x(?P<tk>\d+)_c(?P<cn>\d+)x(?P<cm>\d+)_(?P<sched>[a-z]+)"
+                       r"(?:_(?P<decomp>[a-z]+))?")
 
     def body(self) -> str:
         (tn, tm, tk), (cn, cm) = self.tile, self.cluster
-        return f"{self.types()}_t{tn}x{tm}x{tk}_c{cn}x{cm}_{self.schedule.short}"
+        suffix = f"_{self.decomp.short}" if self.decomp.short else ""
+        return f"{self.types()}_t{tn}x{tm}x{tk}_c{cn}x{cm}_{self.schedule.short}{suffix}"
 
     @classmethod
     def from_body(cls, m: re.Match) -> "Sm90MixedSpec":
         schedules = {s.short: s for s in Schedule}
         if m["sched"] not in schedules:
             raise ValueError(f"unknown schedule {m['sched']!r}; known: {', '.join(schedules)}")
+        decomps = {d.short: d for d in Decomposition if d.short}
+        if m["decomp"] is not None and m["decomp"] not in decomps:
+            raise ValueError(f"unknown decomposition suffix {m['decomp']!r}; known: {', '.join(decomps)}")
         return cls(**cls.type_fields(m), tile=(int(m["tn"]), int(m["tm"]), int(m["tk"])),
-                   cluster=(int(m["cn"]), int(m["cm"])), schedule=schedules[m["sched"]])
+                   cluster=(int(m["cn"]), int(m["cm"])), schedule=schedules[m["sched"]],
+                   decomp=decomps[m["decomp"]] if m["decomp"] else Decomposition.DATA_PARALLEL)
 
     @classmethod
     def product(cls) -> Iterable["Sm90MixedSpec"]:
-        for act, weight, zero, tn, tm, cluster, schedule in itertools.product(
-                ACTIVATIONS, (DType.S4, DType.U4), (False, True), TILES_N, TILES_M, CLUSTERS, tuple(Schedule)):
+        for act, weight, zero, tn, tm, cluster, schedule, decomp in itertools.product(
+                ACTIVATIONS, (DType.S4, DType.U4), (False, True), TILES_N, TILES_M, CLUSTERS, tuple(Schedule),
+                tuple(Decomposition)):
             yield cls(act, weight, ScaleMode.GROUP, zero, act, tile=(tn, tm, tile_k(act)), cluster=cluster,
-                      schedule=schedule)
+                      schedule=schedule, decomp=decomp)
 
     def smem_stage_bytes(self) -> int:
         tn, tm, tk = self.tile
@@ -97,6 +132,9 @@ class Sm90MixedSpec(KernelSpec):
             return "cooperative schedule splits the weight tile over 2 warpgroups of 64 rows: tile n % 128 == 0"
         if self.schedule == Schedule.PINGPONG and tn != 64:
             return "ping-pong schedule uses one warpgroup per tile: tile n == 64"
+        if self.decomp == Decomposition.STREAM_K and self.schedule != Schedule.COOPERATIVE:
+            return ("stream-K (_sk) needs the cooperative schedule: CUTLASS's ping-pong kernel does not "
+                    "support the stream-K tile scheduler")
         if self.cluster not in CLUSTERS:
             return "cluster must be 1x1 or 2x1 (multicast of activations along N)"
         threads = 256 if self.schedule == Schedule.COOPERATIVE else 128
@@ -108,7 +146,8 @@ class Sm90MixedSpec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
-        return (self.tile[:2], self.cluster) in DEFAULT_TILES and self.schedule == Schedule.COOPERATIVE
+        tiles = DEFAULT_SK_TILES if self.decomp == Decomposition.STREAM_K else DEFAULT_TILES
+        return (self.tile[:2], self.cluster) in tiles and self.schedule == Schedule.COOPERATIVE
 
     def is_smoke(self) -> bool:
         return self.name() == SMOKE
@@ -122,23 +161,67 @@ class Sm90MixedSpec(KernelSpec):
 
     @property
     def deterministic(self) -> bool:
-        return True
+        # stream-K: run-to-run reproducible (fixed-order fixup) but the split, hence the rounding,
+        # depends on M (and N, K, SM count); see the module docstring
+        return self.decomp == Decomposition.DATA_PARALLEL
 
     def config(self) -> str:
-        return f"tile {'x'.join(map(str, self.tile))} cluster {'x'.join(map(str, self.cluster))} {self.schedule.short}"
+        sk = " stream-K" if self.decomp == Decomposition.STREAM_K else ""
+        return (f"tile {'x'.join(map(str, self.tile))} cluster {'x'.join(map(str, self.cluster))} "
+                f"{self.schedule.short}{sk}")
+
+    def sk_decomposition(self, m: int, n: int, k: int, sms: int) -> Optional[tuple[int, int, int]]:
+        """(data-parallel tiles, stream-K tiles, stream-K units) that CUTLASS's Heuristic
+        decomposition (split_k = 0) gives the problem, or None where it stays data-parallel. A
+        simplified copy of PersistentTileSchedulerSm90StreamKParams (CUTLASS 4.2): one CTA per SM,
+        swizzle 1; its split-K special case (units a multiple of tiles) costs the same here."""
+        if self.decomp != Decomposition.STREAM_K:
+            return None
+        tn, tm, tk = self.tile
+        cluster = self.cluster[0] * self.cluster[1]
+        tiles = math.ceil(n / tn / self.cluster[0]) * self.cluster[0] * math.ceil(m / tm)
+        k_tiles = math.ceil(k / tk)
+        wave = sms // cluster * cluster
+        full_waves, tail = divmod(tiles, wave)
+        # no wave quantization, too little K to split, or a tail wave more than half full
+        if tail == 0 or k_tiles <= SK_MIN_ITERS or 2 * tail >= wave:
+            return None
+        sk_tiles = (tiles - max(full_waves - 1, 0) * wave) // cluster * cluster
+        units = min(wave, sk_tiles * k_tiles // SK_MIN_ITERS // cluster * cluster)
+        if sk_tiles == 0 or units == 0:
+            return None
+        return tiles - sk_tiles, sk_tiles, units
 
     def estimate_us(self, m: int, n: int, k: int, group_size: int, sms: int, model: CostModel = COST) -> float:
         """Roofline estimate for a persistent kernel: waves of tiles, each limited by its SM's share
         of DRAM bandwidth (weights) and L2 (activations) or by tensor-core time, plus a fixed cost per
-        tile. A token tile larger than M moves only M rows but still pays tensor-core time for its width."""
+        tile. A token tile larger than M moves only M rows but still pays tensor-core time for its width.
+
+        Stream-K (where sk_decomposition says CUTLASS splits): the data-parallel tiles run in full
+        waves, then the stream-K tiles' k iterations are spread evenly over `units` CTAs, all SMs
+        busy: the model sees output tiles x splits (splits = units / stream-K tiles) work items of
+        1/splits of a tile each, plus a fixup chain of ceil(splits) steps, each a barrier round trip
+        and one fp32 partial tile stored and loaded through L2. Where CUTLASS stays data-parallel the
+        estimate equals the plain kernel's (ties go to the plain kernel by name)."""
         tn, tm, _ = self.tile
         tiles = math.ceil(n / tn) * math.ceil(m / tm)
-        active = min(tiles, sms)
-        waves = math.ceil(tiles / sms)
-        act_bytes = self.act.bits // 8
-        weight_bytes = tn * k * self.weight.bits / 8 + (k // group_size) * tn * act_bytes * (2 if self.zero else 1)
-        x_bytes = min(tm, m) * k * act_bytes
-        sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
-        sm_flops = model.bf16_flops_per_s * model.mixed_input_efficiency / sms
-        tile_s = max((weight_bytes + x_bytes / model.l2_reuse) / sm_bw, 2.0 * tn * tm * k / sm_flops)
-        return waves * (tile_s * 1e6 + model.tile_overhead_us) + model.launch_us
+
+        def tile_s(active: int) -> float:
+            act_bytes = self.act.bits // 8
+            weight_bytes = tn * k * self.weight.bits / 8 + (k // group_size) * tn * act_bytes * (2 if self.zero else 1)
+            x_bytes = min(tm, m) * k * act_bytes
+            sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
+            sm_flops = model.bf16_flops_per_s * model.mixed_input_efficiency / sms
+            return max((weight_bytes + x_bytes / model.l2_reuse) / sm_bw, 2.0 * tn * tm * k / sm_flops)
+
+        split = self.sk_decomposition(m, n, k, sms)
+        if split is None:
+            waves = math.ceil(tiles / sms)
+            return waves * (tile_s(min(tiles, sms)) * 1e6 + model.tile_overhead_us) + model.launch_us
+        dp_tiles, sk_tiles, units = split
+        splits = units / sk_tiles
+        full = tile_s(sms) * 1e6
+        l2_sm_bw = model.l2_reuse * model.sm_bandwidth_share * model.dram_bytes_per_s / sms
+        fixup_us = SK_FIXUP_SYNC_US + 2 * tn * tm * 4 / l2_sm_bw * 1e6
+        dp_us = math.ceil(dp_tiles / sms) * (full + model.tile_overhead_us)
+        return dp_us + full / splits + model.tile_overhead_us + math.ceil(splits) * fixup_us + model.launch_us

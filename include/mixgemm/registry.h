@@ -18,6 +18,15 @@ namespace mixgemm::detail {
 
 constexpr int kMaxCapabilities = 8;
 
+// Workspace contract. Python (python/mixgemm/ops.py workspace()) hands every kernel on one
+// (device, stream) the same zero-initialised workspace. Its first kSharedCounterBytes belong to
+// self-resetting counters (the decode family's split-K arrival counters), which must read zero
+// when any kernel starts: no other kernel may write there. Kernels with scratch of their own
+// (e.g. sm90 stream-K: partial tiles and barriers) use the workspace from this offset on and
+// report workspace_bytes = kSharedCounterBytes + what they use. 64 KiB keeps the scratch 128-byte
+// (L2 line) aligned when the workspace is.
+constexpr size_t kSharedCounterBytes = size_t{64} << 10;
+
 struct KernelEntry {
   const char* name;
   int capabilities[kMaxCapabilities];  // compute capabilities it runs on, 0-terminated

@@ -155,3 +155,28 @@ def test_runs_on_the_current_stream():
         y = mixgemm.gemm(x, pw)
     s.synchronize()
     assert rel_err(y, x.float() @ mixgemm.dequantize(pw).float().t()) < TOL
+
+
+@pytest.mark.parametrize("name", [n for n in built() if n.startswith("mixgemm_sm90_") and n.endswith("_sk")])
+def test_stream_k_forced_splits_and_their_limit(name):
+    """Stream-K kernels: data-parallel (1), split-K (2, 5) and one k tile per split (K / tile k),
+    at M over a token tile; one split more than K has k tiles is refused before any launch."""
+    spec = KernelSpec.parse(name)
+    n, k = SHAPES["l3-8b.qkv"]
+    most = k // spec.tile[2]
+    for split in (1, 2, 5, most):
+        for m in (17, 256):
+            check_kernel(name, n, k, m, 128, split_k=split)
+    pw = packed(n, k, spec.weight.short, spec.act.short, 128)
+    x = torch.randn(17, k, device="cuda", dtype=torch_dtype(spec.act))
+    y = torch.empty(17, n, device="cuda", dtype=x.dtype)
+    p = _lib.load().Problem()
+    p.x, p.w, p.scales, p.y = x.data_ptr(), pw.data.data_ptr(), pw.scales.data_ptr(), y.data_ptr()
+    p.zeros = pw.zeros.data_ptr() if spec.zero else 0
+    p.m, p.n, p.k, p.group_size = 17, n, k, 128
+    idx = mixgemm.kernels().index(name)
+    p.split_k = most
+    assert _lib.load().check(idx, p) == (0, ""), name
+    p.split_k = most + 1
+    status, msg = _lib.load().check(idx, p)
+    assert status != 0 and "split_k" in msg, name

@@ -1,8 +1,11 @@
+import dataclasses
+
 import pytest
 from hypothesis import given, strategies as st
 
 from mixgemm.generator import (FAMILIES, DecodeSpec, DType, KernelSpec, ScaleMode, Schedule, Sm90MixedSpec, catalog,
                                default_kernels, invalid_reason, is_valid, select, smoke_kernels)
+from mixgemm.generator.families.sm90_mixed import Decomposition
 from mixgemm.generator.catalog import product_of_axes
 from mixgemm.generator.cli import parse_archs
 
@@ -38,7 +41,9 @@ def test_smoke_is_one_kernel_per_family():
 
 @pytest.mark.parametrize("bad", ["", "mixgemm_sm90", "mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_fast",
                                  "mixgemm_sm90_bf16xq4_g_bf16_t128x16x64_c2x1_coop", "gemm_128x128",
-                                 "mixgemm_nosuchfamily_bf16xs4_g_bf16", "mixgemm_dec_bf16xs4_g_bf16_t128x16x64_c2x1_coop"])
+                                 "mixgemm_nosuchfamily_bf16xs4_g_bf16", "mixgemm_dec_bf16xs4_g_bf16_t128x16x64_c2x1_coop",
+                                 "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_xx",
+                                 "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk_sk"])
 def test_parse_rejects_non_names(bad):
     with pytest.raises(ValueError):
         KernelSpec.parse(bad)
@@ -49,6 +54,44 @@ def test_families_have_their_own_grammar():
     assert isinstance(dec, DecodeSpec) and dec.rows == 64 and dec.tokens == 8 and dec.zero
     sm90 = KernelSpec.parse("mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop")
     assert isinstance(sm90, Sm90MixedSpec) and sm90.tile == (128, 16, 64) and sm90.cluster == (2, 1)
+
+
+def test_stream_k_name_round_trips_and_leaves_existing_names_alone():
+    sk = KernelSpec.parse("mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk")
+    assert isinstance(sk, Sm90MixedSpec) and sk.decomp == Decomposition.STREAM_K
+    assert sk.schedule == Schedule.COOPERATIVE and sk.tile == (128, 64, 64) and sk.cluster == (1, 1)
+    assert sk.name() == "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk" and KernelSpec.parse(sk.name()) == sk
+    assert invalid_reason(sk) is None and not sk.deterministic
+    plain = KernelSpec.parse("mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop")
+    assert plain.decomp == Decomposition.DATA_PARALLEL and plain.deterministic
+    assert plain.name() == "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
+    assert dataclasses.replace(plain, decomp=Decomposition.STREAM_K) == sk
+    names = {s.name() for s in default_kernels()}
+    assert {f"mixgemm_sm90_bf16xs4_g_bf16_t128x{tm}x64_c1x1_coop_sk" for tm in (64, 128, 256)} <= names
+    assert "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop" in names  # the plain kernels stay
+
+
+def test_pingpong_stream_k_is_rejected_with_a_reason():
+    pp_sk = spec(tile=(64, 16, 64), cluster=(1, 1), schedule=Schedule.PINGPONG, decomp=Decomposition.STREAM_K)
+    reason = invalid_reason(pp_sk)
+    assert reason is not None and "stream-K" in reason and "cooperative" in reason and "ping-pong" in reason
+    assert invalid_reason(dataclasses.replace(pp_sk, decomp=Decomposition.DATA_PARALLEL)) is None
+    name = "mixgemm_sm90_bf16xs4_g_bf16_t64x16x64_c1x1_pp_sk"
+    assert KernelSpec.parse(name) == pp_sk  # the grammar parses it; the predicate refuses it
+    assert name not in {s.name() for s in catalog()}
+
+
+def test_stream_k_estimate_splits_only_where_cutlass_would():
+    sk = KernelSpec.parse("mixgemm_sm90_bf16xs4_g_bf16_t128x128x64_c1x1_coop_sk")
+    plain = dataclasses.replace(sk, decomp=Decomposition.DATA_PARALLEL)
+    # 4096 x 14336 at M=256: 64 output tiles for 132 SMs -> stream-K over all SMs, predicted faster
+    assert sk.sk_decomposition(256, 4096, 14336, 132) == (0, 64, 132)
+    assert sk.estimate_us(256, 4096, 14336, 128, 132) < 0.7 * plain.estimate_us(256, 4096, 14336, 128, 132)
+    # enough tiles (or too little K) to fill the SMs: data-parallel, the same estimate as the plain kernel
+    for m, n, k in [(4096, 4096, 4096), (256, 14336, 4096), (64, 4096, 512)]:
+        assert sk.sk_decomposition(m, n, k, 132) is None
+        assert sk.estimate_us(m, n, k, 128, 132) == plain.estimate_us(m, n, k, 128, 132)
+    assert plain.sk_decomposition(256, 4096, 14336, 132) is None
 
 
 def spec(**kw):

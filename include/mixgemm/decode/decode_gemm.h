@@ -36,6 +36,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "mixgemm/registry.h"
@@ -55,13 +56,24 @@ namespace impl {
 // ------------------------------------------------------------------------------------------------
 
 constexpr int kMaxWarps = 8;          // warps per CTA (R * W)
-constexpr int kMinBlocksPerSm = 2;    // __launch_bounds__ minimum: caps registers at 128/thread
+constexpr int kMinBlocksPerSm = 2;    // CTAs per SM the split rule fills (one wave of them)
+// __launch_bounds__ minimum: 2 caps registers at 128/thread. An experiment (not the default): 3 for
+// the 8-token kernels of 1-2 row atoms caps them at 80 registers, so a CTA of the next PDL kernel fits beside the two
+// of this one and prefetches its weights while this kernel runs.
+#ifndef MIXGEMM_DECODE_MIN_BLOCKS_T8
+#define MIXGEMM_DECODE_MIN_BLOCKS_T8 2
+#endif
+template <int kRowAtoms, int kTokens>
+constexpr int launch_min_blocks() {
+  return kTokens == 8 && kRowAtoms <= 2 ? MIXGEMM_DECODE_MIN_BLOCKS_T8 : kMinBlocksPerSm;
+}
 constexpr int kMinSliceChunks = 2;    // a warp's K slice spans >= 2 chunks when K allows it
 // Split-K arrival counters live at a fixed place, the first kCounterBytes of the workspace, for
 // every plan and every instantiation, so no plan's partials ever land on another plan's counters
 // (the workspace is cached and reused across shapes). At most this many row tiles can split.
 constexpr int kMaxCounters = 16384;
-constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);  // 64 KB; partials start here
+constexpr size_t kCounterBytes = ::mixgemm::detail::kSharedCounterBytes;  // 64 KB; partials start here
+static_assert(kMaxCounters * sizeof(int) <= kCounterBytes, "counters fit the shared counter region");
 
 // k atoms (16 k each) per pipeline chunk: a warp keeps up to two chunks of kChunk * kRowAtoms weight
 // words in flight: 1 KB per chunk for kRowAtoms 1, 2 KB for 2; for 4, 4 KB (s4, 8 tokens) or 2 KB
@@ -120,9 +132,13 @@ struct Params {
   int nb;               // row blocks (warp row tiles) = ceil(na / kRowAtoms)
   int group_atoms;      // group_size / 16
   int kchunks;          // ceil(ka / kChunk)
-  int warps_k;          // W: K slices per CTA
+  int warps_k;          // W: K slices per CTA (a power of two)
+  int warps_k_log2;     // log2(W)
+  int slice_q, slice_r; // kchunks = slice_q * (W * S) + slice_r: slice i gets slice_q (+1 if i < slice_r) chunks
   int rows_per_cta;     // R: row blocks per CTA
   int splits;           // S: CTAs along K (gridDim.y)
+  int prefetch_atoms;   // k atoms of its slice each warp prefetches into L2 before the PDL wait
+  int early_trigger;    // 1: let the next PDL kernel launch as soon as this one starts
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -227,6 +243,15 @@ __device__ __forceinline__ void grid_dependency_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (kUsePdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// Prefetch the 128-byte line holding ptr into L2. A prefetch only moves data between DRAM and L2,
+// the device's point of coherence, so it never returns a stale value to anyone: it is safe before
+// griddepcontrol.wait even when the previous kernel writes the same bytes afterwards. (Per-lane
+// prefetch.global, not cp.async.bulk.prefetch: the bulk form takes uniform operands, and per-lane
+// addresses make the compiler loop over the lanes.)
+__device__ __forceinline__ void prefetch_l2_line(const void* ptr) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
 }
 
 // (a & b) ^ c in one LOP3 (the compiler splits it into two when b and c are both immediates).
@@ -334,11 +359,21 @@ struct LaneCtx {
   int k_stride_words;           // words between consecutive k atoms of one row atom = na * 32
   int s_off;                    // scale row 16 * (t / 16) + t % 16 of the row block (group 0)
   bool row_ok[kRowAtoms];       // row atom inside n
+  bool rows_full;               // all kRowAtoms row atoms inside n
   bool scale_ok[scale_regs<kRowAtoms>()];  // this lane's scale row (see ChunkRegs) inside n
   uint32_t x_stage[2];          // shared addresses of this warp's two x stages
-  uint32_t ldsm_off;            // this lane's ldmatrix row address within a stage (k atom 0)
+  uint32_t ldsm_addr[2];        // this lane's ldmatrix row address in each stage (k atom 0)
   uint64_t policy;
 };
+
+// One unpredicated 32-bit weight word (a full chunk of whole row atoms needs no predicate).
+__device__ __forceinline__ uint32_t ld_weight(const uint32_t* ptr, uint64_t policy) {
+  uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.b32 %0, [%1], %2;"
+               : "=r"(v)
+               : "l"(ptr), "l"(policy));
+  return v;
+}
 
 template <bool kZero, int kRowAtoms, int kChunk, int kTiles>
 __device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk>& f, const Chunk& ch,
@@ -347,12 +382,19 @@ __device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk>& 
   // are 32 words apart, consecutive k atoms na * 32 words. Each load is one whole 128-byte atom
   // across the warp (lane t reads word t), fully coalesced.
   const uint32_t* wp = cx.w_lane + static_cast<size_t>(ch.pos) * cx.k_stride_words;
+  if (ch.len == kChunk && cx.rows_full) {  // the common case: no predicates
 #pragma unroll
-  for (int u = 0; u < kChunk; ++u) {
+    for (int u = 0; u < kChunk; ++u) {
 #pragma unroll
-    for (int i = 0; i < kRowAtoms; ++i) {
-      f.w[u][i] = ld_weight(wp + u * cx.k_stride_words + i * 32, u < ch.len && cx.row_ok[i],
-                            cx.policy);
+      for (int i = 0; i < kRowAtoms; ++i) f.w[u][i] = ld_weight(wp + i * 32, cx.policy);
+      wp += cx.k_stride_words;
+    }
+  } else {
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u) {
+#pragma unroll
+      for (int i = 0; i < kRowAtoms; ++i)
+        f.w[u][i] = ld_weight(wp + u * cx.k_stride_words + i * 32, u < ch.len && cx.row_ok[i], cx.policy);
     }
   }
   const size_t s_off = static_cast<size_t>(ch.grp) * p.n + cx.s_off;
@@ -363,6 +405,41 @@ __device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk>& 
     if constexpr (kZero)
       f.z[h] = ld_u16(static_cast<const unsigned short*>(p.zeros) + s_off + 32 * h, ok);
   }
+}
+
+// Before griddepcontrol.wait (sm_90): ask L2 for the first p.prefetch_atoms k atoms of this warp's
+// slice (weights: kRowAtoms * 128 contiguous bytes per k atom; and the scale / zero rows of their
+// groups). While the previous kernel in the stream still runs, its last CTAs leave DRAM idle; this
+// fills that time, and the main loop's first loads then hit L2. Lanes take k atoms in turn.
+template <bool kZero, int kRowAtoms>
+__device__ __forceinline__ void prefetch_slice(int rb, int a_begin, int a_end, const Params& p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const int end = min(a_end, a_begin + p.prefetch_atoms);
+  if (end <= a_begin) return;
+  const int lane = threadIdx.x % 32;
+  const int atoms_here = min(kRowAtoms, p.na - rb * kRowAtoms);  // ragged last row block
+  const char* w = static_cast<const char*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 128;
+  for (int a = a_begin + lane; a < end; a += 32) {
+    const char* line = w + static_cast<size_t>(a) * p.na * 128;
+#pragma unroll
+    for (int i = 0; i < kRowAtoms; ++i)
+      if (i < atoms_here) prefetch_l2_line(line + 128 * i);
+  }
+  const int g_begin = a_begin / p.group_atoms;
+  const int g_end = (end - 1) / p.group_atoms + 1;
+  const size_t row0 = static_cast<size_t>(rb) * kRowAtoms * 16;
+  const size_t rows = static_cast<size_t>(atoms_here) * 16;
+  for (int gi = g_begin + lane; gi < g_end; gi += 32) {
+    const unsigned short* s = static_cast<const unsigned short*>(p.scales) + gi * static_cast<size_t>(p.n) + row0;
+    prefetch_l2_line(s);
+    prefetch_l2_line(s + rows - 1);  // the range may straddle two 128-byte lines
+    if constexpr (kZero) {
+      const unsigned short* z = static_cast<const unsigned short*>(p.zeros) + gi * static_cast<size_t>(p.n) + row0;
+      prefetch_l2_line(z);
+      prefetch_l2_line(z + rows - 1);
+    }
+  }
+#endif
 }
 
 // x[token][16 * (pos + u) + 0..15] for tokens < m and u < len into one x stage: row `token` of
@@ -398,8 +475,7 @@ __device__ __forceinline__ uint32_t scale_of(const uint32_t (&regs)[kRegs], int 
 template <class Act, bool kZero, int kRowAtoms, int kChunk, int kTiles>
 __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4],
                                               const ChunkRegs<kZero, kRowAtoms, kChunk>& f,
-                                              const Chunk& ch, uint32_t stage,
-                                              const LaneCtx<kRowAtoms, kTiles>& cx) {
+                                              const Chunk& ch, uint32_t ldsm_addr) {
   const int g = threadIdx.x % 32 / 4;
   // Scales (zeros) of rows g and g + 8 of each row atom, constant over the chunk.
   uint32_t s_lo[kRowAtoms], s_hi[kRowAtoms], z_lo[kRowAtoms], z_hi[kRowAtoms];
@@ -413,22 +489,26 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
       z_hi[i] = scale_of(f.z, i, g + 8);
     }
   }
+  auto atom = [&](int u) {
+    // b[2j], b[2j+1] = b0, b1 of n8 tile j: x[tok][k0 + 2(t%4) + {0,1}] and x[tok][k0 + 8 + ...].
+    uint32_t b[4];
+    if constexpr (kTiles == 2) ldsm_x4(ldsm_addr + u * 32, b);
+    else ldsm_x2(ldsm_addr + u * 32, b);
 #pragma unroll
-  for (int u = 0; u < kChunk; ++u) {
-    if (u < ch.len) {
-      // b[2j], b[2j+1] = b0, b1 of n8 tile j: x[tok][k0 + 2(t%4) + {0,1}] and x[tok][k0 + 8 + ...].
-      uint32_t b[4];
-      if constexpr (kTiles == 2) ldsm_x4(stage + cx.ldsm_off + u * 32, b);
-      else ldsm_x2(stage + cx.ldsm_off + u * 32, b);
+    for (int i = 0; i < kRowAtoms; ++i) {
+      uint32_t a[4];
+      dequant_atom<Act, kZero>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
 #pragma unroll
-      for (int i = 0; i < kRowAtoms; ++i) {
-        uint32_t a[4];
-        dequant_atom<Act, kZero>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
-#pragma unroll
-        for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1],
-                                                  static_cast<Act*>(nullptr));
-      }
+      for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
     }
+  };
+  if (ch.len == kChunk) {  // the common case: no per-atom test
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u) atom(u);
+  } else {
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u)
+      if (u < ch.len) atom(u);
   }
 }
 
@@ -454,7 +534,7 @@ __device__ __forceinline__ void store4(__half* y, float4 v) {
 // ------------------------------------------------------------------------------------------------
 
 template <class Act, bool kZero, int kRowAtoms, int kTokens>
-__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_kernel(const Params p) {
+__global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, kTokens>()) decode_gemm_kernel(const Params p) {
   constexpr int kChunk = chunk_atoms<kZero, kRowAtoms, kTokens>();
   constexpr int kTiles = kTokens / 8;
   constexpr int kRows = 16 * kRowAtoms;  // rows per warp
@@ -463,22 +543,27 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
   extern __shared__ __align__(16) float smem[];
   __shared__ int s_last;
 
+  // The next PDL kernel may launch at once: its CTAs take SM slots as ours retire and prefetch
+  // their weights while our last CTAs finish; its griddepcontrol.wait still waits for all of this
+  // grid to complete and flush. (It launches only once every CTA of ours has started, so it never
+  // takes a slot one of ours still needs.)
+  if (p.early_trigger) grid_dependency_launch_dependents();
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
   const int g = lane >> 2;  // mma groupID: A/C row, B column (token)
   const int c = lane & 3;   // thread in group: k pair of A/B, C column pair
-  const int r = warp / p.warps_k;   // row block within the CTA
-  const int wk = warp % p.warps_k;  // K slice within the CTA
+  const int r = warp >> p.warps_k_log2;    // row block within the CTA
+  const int wk = warp & (p.warps_k - 1);   // K slice within the CTA
   const int rb = blockIdx.x * p.rows_per_cta + r;
 
-  // K slice of this warp: chunk-aligned, balanced to +-1 chunk.
-  const int slices = p.warps_k * p.splits;
+  // K slice of this warp: whole chunks, balanced to +-1 chunk (the first slice_r slices get one
+  // more), no division on the device.
   const int slice = blockIdx.y * p.warps_k + wk;
-  const int a_begin = min(p.ka, static_cast<int>(static_cast<long long>(slice) * p.kchunks / slices) * kChunk);
+  const int a_begin = min(p.ka, (slice * p.slice_q + min(slice, p.slice_r)) * kChunk);
   // An idle warp of a ragged last row tile gets an empty slice.
   const int a_end = rb >= p.nb ? a_begin
-      : min(p.ka, static_cast<int>(static_cast<long long>(slice + 1) * p.kchunks / slices) * kChunk);
+      : min(p.ka, ((slice + 1) * p.slice_q + min(slice + 1, p.slice_r)) * kChunk);
 
   LaneCtx<kRowAtoms, kTiles> cx;
   cx.k_stride_words = p.na * 32;
@@ -486,6 +571,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
   cx.s_off = rb * kRows + lane;  // scale row of this lane in register 0 (see ChunkRegs)
 #pragma unroll
   for (int i = 0; i < kRowAtoms; ++i) cx.row_ok[i] = rb * kRowAtoms + i < p.na;
+  cx.rows_full = (rb + 1) * kRowAtoms <= p.na;
 #pragma unroll
   for (int h = 0; h < scale_regs<kRowAtoms>(); ++h) {
     const int atom = 2 * h + lane / 16;
@@ -497,19 +583,15 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
   // ldmatrix row addresses: lanes 8i..8i+7 address matrix i = (token 8*(i/2) + lane%8, k half i%2).
   // The x2 form (one n8 tile) uses lanes 0..15 only.
   const int ldsm_tok = (lane & 7) + (kTiles == 2 ? 8 * (lane >> 4) : 0);
-  cx.ldsm_off = ldsm_tok * x_row_bytes<kChunk>() + 16 * ((lane >> 3) & 1);
+  const uint32_t ldsm_off = ldsm_tok * x_row_bytes<kChunk>() + 16 * ((lane >> 3) & 1);
+  cx.ldsm_addr[0] = cx.x_stage[0] + ldsm_off;
+  cx.ldsm_addr[1] = cx.x_stage[1] + ldsm_off;
   cx.policy = make_evict_first_policy();
 
-  // Rows of tokens >= m are never copied: zero them once so their (discarded) mma columns see
-  // defined values.
-  {
-    constexpr int kUnits = 2 * kStage / 16;
-    uint4* mine = reinterpret_cast<uint4*>(reinterpret_cast<char*>(smem) + warp * 2 * kStage);
-    for (int q = lane; q < kUnits; q += 32) {
-      const int tok = q * 16 % kStage / x_row_bytes<kChunk>();
-      if (tok >= p.m) mine[q] = make_uint4(0u, 0u, 0u, 0u);
-    }
-  }
+  // Rows of tokens >= m are never copied and hold whatever the shared memory held: column j of an
+  // mma's result depends only on column j (token j) of its B operand, and only tokens < m are
+  // reduced and stored, so those values never reach y (this replaced a zero-fill loop that cost
+  // about 100 instructions per warp).
 
   float acc[kRowAtoms][kTiles][4];
 #pragma unroll
@@ -526,10 +608,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
     ChunkRegs<kZero, kRowAtoms, kChunk> fa, fb;
     Chunk ca = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);
     Chunk cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
-    // NOTE(PDL): no global memory is read before the previous kernel has completed. Prefetching the
-    // weights earlier would overlap more, but is wrong when that kernel wrote them (quantize, or a
-    // user editing scales in place, right before this launch); the launch and the setup above still
-    // overlap its tail.
+    // NOTE(PDL): nothing is loaded before the previous kernel has completed (it may have written
+    // any of our inputs: quantize, or a user editing scales in place right before this launch).
+    // Only L2 prefetches go first, and they cannot return stale data (see prefetch_l2_bulk).
+    if (rb < p.nb) prefetch_slice<kZero, kRowAtoms>(rb, a_begin, a_end, p);
     grid_dependency_wait();
     if (ca.len > 0) load_chunk(fa, ca, cx, p);
     if (cb.len > 0) load_chunk(fb, cb, cx, p);
@@ -540,7 +622,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
     while (ca.len > 0) {
       cp_async_wait<1>();
       __syncwarp();  // every lane's copies of this stage are visible to the whole warp
-      compute_chunk<Act, kZero>(acc, fa, ca, cx.x_stage[0], cx);
+      compute_chunk<Act, kZero>(acc, fa, ca, cx.ldsm_addr[0]);
       if (cb.len == 0) break;
       ca = next_chunk<kChunk>(cb, a_end, p.group_atoms);
       __syncwarp();  // the whole warp is done reading stage 0 before it is refilled
@@ -551,7 +633,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
       cp_async_commit();
       cp_async_wait<1>();
       __syncwarp();
-      compute_chunk<Act, kZero>(acc, fb, cb, cx.x_stage[1], cx);
+      compute_chunk<Act, kZero>(acc, fb, cb, cx.ldsm_addr[1]);
       if (ca.len == 0) break;
       cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
       __syncwarp();
@@ -564,7 +646,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) decode_gemm_k
   }
   // The dependent grid's griddepcontrol.wait still waits for this grid to complete and flush, so
   // letting it launch now (its prologue overlaps our epilogue) is safe.
-  grid_dependency_launch_dependents();
+  if (!p.early_trigger) grid_dependency_launch_dependents();
   cp_async_wait<0>();  // nothing may still land in the x stages ...
   __syncthreads();     // ... and no warp may still read them: the reduction reuses the bytes
 
@@ -653,6 +735,24 @@ struct DecodePlan {
   int threads = 32;
   size_t smem_bytes = 0;
   size_t workspace_bytes = 0;
+  int prefetch_atoms = 0;    // k atoms per warp prefetched into L2 before the PDL wait (sm_90)
+  bool early_trigger = true; // launch_dependents at kernel start rather than after the main loop
+};
+
+// Defaults of the PDL overlap knobs; MIXGEMM_DECODE_PREFETCH_BYTES (per warp, 0 = off) and
+// MIXGEMM_DECODE_EARLY_TRIGGER (0/1) override them, read once per process (for measurements).
+struct OverlapKnobs {
+  int prefetch_bytes_per_warp = 8192;  // 16 warps x 132 SMs x 8 KB = 17 MB: a third of H100's L2
+  bool early_trigger = true;
+  static const OverlapKnobs& get() {
+    static const OverlapKnobs knobs = [] {
+      OverlapKnobs k;
+      if (const char* v = std::getenv("MIXGEMM_DECODE_PREFETCH_BYTES")) k.prefetch_bytes_per_warp = std::max(0, std::atoi(v));
+      if (const char* v = std::getenv("MIXGEMM_DECODE_EARLY_TRIGGER")) k.early_trigger = std::atoi(v) != 0;
+      return k;
+    }();
+    return knobs;
+  }
 };
 
 template <class Act, bool kZero, int kRowAtoms, int kTokens>
@@ -689,6 +789,9 @@ struct DecodeGemm {
     const size_t reduction = sizeof(float) * static_cast<size_t>(warps_k) * kTokens *
                              (static_cast<size_t>(plan.rows_per_cta) * kRows + 4);
     plan.smem_bytes = std::max(x_stages, reduction);
+    const OverlapKnobs& knobs = OverlapKnobs::get();
+    plan.prefetch_atoms = knobs.prefetch_bytes_per_warp / (128 * kRowAtoms);
+    plan.early_trigger = knobs.early_trigger;
     if (splits > 1)
       plan.workspace_bytes = impl::kCounterBytes + sizeof(float) * static_cast<size_t>(splits) *
                                                        kTokens * static_cast<size_t>(p.n);
@@ -819,6 +922,9 @@ struct DecodeGemm {
                       std::string& err) {
     int status = check_workspace(p, plan, err);
     if (status != MIXGEMM_OK) return status;
+    if (plan.warps_k < 1 || plan.warps_k > impl::kMaxWarps || (plan.warps_k & (plan.warps_k - 1)) != 0 ||
+        plan.splits < 1)
+      return ::mixgemm::detail::invalid(err, "plan: warps_k must be a power of two in [1, 8] and splits >= 1");
     impl::Params kp;
     kp.x = p.x;
     kp.w = p.w;
@@ -834,8 +940,15 @@ struct DecodeGemm {
     kp.group_atoms = static_cast<int>(p.group_size / 16);
     kp.kchunks = ceil_div(kp.ka, kChunk);
     kp.warps_k = plan.warps_k;
+    kp.warps_k_log2 = 0;
+    while ((1 << kp.warps_k_log2) < plan.warps_k) ++kp.warps_k_log2;
+    const int slices = plan.warps_k * plan.splits;
+    kp.slice_q = kp.kchunks / slices;
+    kp.slice_r = kp.kchunks % slices;
     kp.rows_per_cta = plan.rows_per_cta;
     kp.splits = plan.splits;
+    kp.prefetch_atoms = plan.prefetch_atoms;
+    kp.early_trigger = plan.early_trigger ? 1 : 0;
     kp.counters = nullptr;
     kp.partials = nullptr;
     if (plan.splits > 1) {

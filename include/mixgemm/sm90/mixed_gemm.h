@@ -6,6 +6,23 @@
 //   GEMM B = x  [M, K]  activations, K contiguous
 //   GEMM D = y^T [N, M] column-major, i.e. y [M, N] row-major
 // dequant(W) = q * scale (+ zero), scale/zero [K / group, N] with N contiguous.
+//
+// Tile scheduler (template argument TileSchedulerTag, GemmUniversal's 5th argument):
+//   void                              data-parallel persistent scheduler: one CTA reduces all of K
+//                                     for a tile; no workspace; refuses split_k > 1.
+//   cutlass::gemm::StreamKScheduler   stream-K (cooperative schedule only). split_k = 0: CUTLASS's
+//                                     Heuristic decomposition (data-parallel, split-K or stream-K
+//                                     from the tile count, K and the SM count); split_k = 1:
+//                                     DataParallel; split_k = s > 1: SplitK with s splits (CUTLASS
+//                                     caps s at the SM count). Partial tiles are reduced with
+//                                     ReductionMode::Deterministic: each split waits until the
+//                                     splits before it in K have added theirs, so the summation
+//                                     order is fixed: bit-identical run to run for one problem,
+//                                     split_k and SM count, but the decomposition (hence rounding)
+//                                     changes with M, N, K and the SM count.
+//   Workspace: fp32 partial tiles then barrier flags, from byte detail::kSharedCounterBytes of the
+//   caller's workspace on (see registry.h); the flags are zeroed by Kernel::initialize_workspace
+//   (cudaMemsetAsync on the stream) before every launch, as CUTLASS's barriers do not reset.
 #pragma once
 
 #include <atomic>
@@ -35,8 +52,12 @@ struct Pingpong {
   using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
 };
 
-template <class Weight, class Act, bool kZero, int kTileN, int kTileM, int kClusterN, class Schedule>
+template <class Weight, class Act, bool kZero, int kTileN, int kTileM, int kClusterN, class Schedule,
+          class TileSchedulerTag = void>
 struct MixedGemm {
+  static constexpr bool kStreamK = std::is_same_v<TileSchedulerTag, cutlass::gemm::StreamKScheduler>;
+  static_assert(!kStreamK || std::is_same_v<Schedule, Cooperative>,
+                "the stream-K scheduler needs the cooperative schedule (CUTLASS's ping-pong kernel refuses it)");
   static constexpr int kTileK = 128 * 8 / cutlass::sizeof_bits<Act>::value;
   static constexpr int kAlignW = 128 / cutlass::sizeof_bits<Weight>::value;
   static constexpr int kAlignX = 128 / cutlass::sizeof_bits<Act>::value;
@@ -65,7 +86,7 @@ struct MixedGemm {
       typename Schedule::Kernel>::CollectiveOp;
 
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>,
-                                                      CollectiveMainloop, CollectiveEpilogue>;
+                                                      CollectiveMainloop, CollectiveEpilogue, TileSchedulerTag>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 
   static typename Gemm::Arguments arguments(const mixgemm_problem& p) {
@@ -92,7 +113,21 @@ struct MixedGemm {
                                   mainloop,
                                   {{1.0f, 0.0f}, nullptr, stride_y, static_cast<Act*>(p.y), stride_y}};
     args.hw_info.sm_count = detail::current_sm_count();
+    if constexpr (kStreamK) {
+      using Decomposition = typename Kernel::TileScheduler::DecompositionMode;
+      args.scheduler.reduction_mode = Kernel::TileScheduler::ReductionMode::Deterministic;
+      args.scheduler.splits = p.split_k > 1 ? p.split_k : 1;
+      args.scheduler.decomposition_mode = p.split_k == 0   ? Decomposition::Heuristic
+                                          : p.split_k == 1 ? Decomposition::DataParallel
+                                                           : Decomposition::SplitK;
+    }
     return args;
+  }
+
+  // Where CUTLASS's scratch starts: past the counters every kernel leaves alone (registry.h).
+  static void* cutlass_workspace(const mixgemm_problem& p) {
+    if (!kStreamK || p.workspace == nullptr) return p.workspace;
+    return static_cast<char*>(p.workspace) + detail::kSharedCounterBytes;
   }
 
   // The family's shape rule (generator/families/sm90_mixed.py states the same; a test compares
@@ -112,7 +147,13 @@ struct MixedGemm {
     if (p.x_scales != nullptr) return invalid(err, "this kernel takes 16-bit activations: x_scales must be NULL");
     if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != kActDtype)
       return invalid(err, "this kernel writes the activation dtype: out_dtype must be DEFAULT or " + std::to_string(kActDtype));
-    if (p.split_k > 1) return invalid(err, "this kernel does not split K: split_k must be 0 or 1");
+    if constexpr (kStreamK) {
+      if (p.split_k < 0 || p.split_k > p.k / kTileK)
+        return invalid(err, "split_k=" + std::to_string(p.split_k) + " must be in [0, K/" + std::to_string(kTileK) +
+                                " = " + std::to_string(p.k / kTileK) + "] (0: CUTLASS's stream-K heuristic)");
+    } else {
+      if (p.split_k > 1) return invalid(err, "this kernel does not split K: split_k must be 0 or 1");
+    }
     for (auto [ptr, what] : {std::pair{p.x, "x"}, {p.w, "w"}, {p.scales, "scales"}, {static_cast<const void*>(p.y), "y"}})
       if (int s = detail::check_aligned(ptr, what, err)) return s;
     if (kZero) if (int s = detail::check_aligned(p.zeros, "zeros", err)) return s;
@@ -122,11 +163,21 @@ struct MixedGemm {
   static int check_arguments(const mixgemm_problem& p, const typename Gemm::Arguments& args, std::string& err) {
     if (Gemm::can_implement(args) != cutlass::Status::kSuccess)
       return (err = "CUTLASS can_implement rejected the problem", MIXGEMM_INVALID_ARGUMENT);
-    if (p.workspace_bytes < Gemm::get_workspace_size(args)) return (err = "workspace too small", MIXGEMM_INVALID_ARGUMENT);
+    const size_t need = workspace_bytes_for(args);
+    if (p.workspace_bytes < need)
+      return (err = "workspace too small: " + std::to_string(p.workspace_bytes) + " < " + std::to_string(need) + " bytes",
+              MIXGEMM_INVALID_ARGUMENT);
+    if (need > 0) if (int s = detail::check_aligned(p.workspace, "workspace", err)) return s;
     return MIXGEMM_OK;
   }
 
-  static size_t workspace_bytes(const mixgemm_problem& p) { return Gemm::get_workspace_size(arguments(p)); }
+  // Stream-K: the shared counters' bytes, then CUTLASS's (0 in all where CUTLASS needs none, e.g.
+  // a data-parallel decomposition, so no workspace is needed at all).
+  static size_t workspace_bytes_for(const typename Gemm::Arguments& args) {
+    const size_t own = Gemm::get_workspace_size(args);
+    return kStreamK && own > 0 ? detail::kSharedCounterBytes + own : own;
+  }
+  static size_t workspace_bytes(const mixgemm_problem& p) { return workspace_bytes_for(arguments(p)); }
 
   // NOTE(overhead): the kernel's shared-memory limit is raised once per device, not on every launch
   // as GemmUniversalAdapter::initialize does.
@@ -150,10 +201,11 @@ struct MixedGemm {
       cudaGetLastError();
       return (err = std::string("cudaFuncSetAttribute failed: ") + cudaGetErrorString(e), MIXGEMM_LAUNCH_FAILED);
     }
-    cutlass::Status status = Kernel::initialize_workspace(args, p.workspace, stream);
+    void* workspace = cutlass_workspace(p);
+    cutlass::Status status = Kernel::initialize_workspace(args, workspace, stream);
     if (status != cutlass::Status::kSuccess)
       return (err = std::string("CUTLASS workspace initialization failed: ") + cutlassGetStatusString(status), MIXGEMM_LAUNCH_FAILED);
-    auto params = Kernel::to_underlying_arguments(args, p.workspace);
+    auto params = Kernel::to_underlying_arguments(args, workspace);
     status = Gemm::run(params, stream);
     cudaError_t cuda = cudaGetLastError();
     if (status != cutlass::Status::kSuccess || cuda != cudaSuccess)
@@ -166,7 +218,8 @@ struct MixedGemm {
 }  // namespace mixgemm::sm90
 
 // One generated kernel's configuration, NAME_config; the generated source registers it.
-#define MIXGEMM_SM90_MIXED_KERNEL(NAME, WEIGHT, ACT, ZERO, TILE_N, TILE_M, TILE_K, CLUSTER_N, SCHEDULE) \
+// SCHEDULER: the CUTLASS tile scheduler tag (void: data-parallel persistent).
+#define MIXGEMM_SM90_MIXED_KERNEL(NAME, WEIGHT, ACT, ZERO, TILE_N, TILE_M, TILE_K, CLUSTER_N, SCHEDULE, SCHEDULER) \
   using NAME##_config = ::mixgemm::sm90::MixedGemm<WEIGHT, ACT, ZERO, TILE_N, TILE_M, CLUSTER_N,    \
-                                                   ::mixgemm::sm90::SCHEDULE>;                      \
+                                                   ::mixgemm::sm90::SCHEDULE, SCHEDULER>;           \
   static_assert(NAME##_config::kTileK == TILE_K, "spec tile k disagrees with the header");
