@@ -172,6 +172,12 @@ class KernelSpec:
         """Largest M the kernel serves (None: any)."""
         return None
 
+    def launch_overlap_us(self, capability: int) -> float:
+        """Time a kernel of this family hides behind the previous kernel in the stream when launched
+        back to back (programmatic dependent launch), which an isolated timing does not see.
+        Dispatch subtracts it when ranking measured or estimated times."""
+        return 0.0
+
     # ---- common machinery ---------------------------------------------------------------------
     def name(self) -> str:
         return f"mixgemm_{self.token}_{self.body()}"

@@ -2,7 +2,7 @@
 // CUTLASS). Build and run from the repository root (one line):
 //   nvcc -std=c++17 -O3 --expt-relaxed-constexpr -Iinclude -gencode=arch=compute_90,code=sm_90
 //        tools/decode_probe.cu -o /tmp/decode_probe && /tmp/decode_probe
-// Flags: --quick (correctness only), --time-only, --deadline SECONDS (default 120), --verbose.
+// Flags: --quick (correctness only), --time-only, --deadline SECONDS (default 300), --verbose.
 // Exit status: 0 all correct, 1 a correctness failure, 2 a CUDA error, 124 the watchdog fired.
 #include <algorithm>
 #include <atomic>
@@ -63,6 +63,9 @@ int current_sm_count() {
 
 using mixgemm::decode::DecodeGemm;
 using mixgemm::decode::DecodePlan;
+
+// Rows of x / y / the reference every dataset holds: the largest kTokens of any variant.
+constexpr int kMaxTok = 64;
 
 #define CUDA_CHECK(expr)                                                                       \
   do {                                                                                         \
@@ -193,6 +196,7 @@ struct Variant {
   std::string name;
   bool bf16, zero;
   int row_atoms, tokens;
+  int blocks_per_sm;  // CTAs of 8 warps per SM the split rule assumes (checked against occupancy)
   int (*check)(const mixgemm_problem&, std::string&);
   size_t (*workspace_bytes)(const mixgemm_problem&);
   int (*run)(const mixgemm_problem&, cudaStream_t, std::string&);
@@ -208,7 +212,8 @@ Variant make_variant() {
   using G = DecodeGemm<Act, kZero, kRowAtoms, kTokens>;
   return Variant{G::name(),          std::is_same<Act, __nv_bfloat16>::value,
                  kZero,              kRowAtoms,
-                 kTokens,            &G::check,
+                 kTokens,            G::kBlocksPerSm,
+                 &G::check,
                  &G::workspace_bytes, &G::run,
                  &G::run_plan,       &G::make_plan,
                  &G::finish_plan,
@@ -227,13 +232,36 @@ void add_family(std::vector<Variant>& v) {
   v.push_back(make_variant<Act, kZero, 4, 16>());
 }
 
+// 32 and 64 tokens: 1 and 2 row atoms (the default set's) in every format but f16 u4, which gets
+// 2 row atoms only; 4 row atoms (one CTA per SM) for bf16 s4. Fewer instantiations keep the build
+// time reasonable.
+template <class Act, bool kZero, bool kRowAtoms1, bool kRowAtoms4>
+void add_wide(std::vector<Variant>& v) {
+  for (int t : {32, 64}) {
+    if (kRowAtoms1) v.push_back(t == 32 ? make_variant<Act, kZero, 1, 32>() : make_variant<Act, kZero, 1, 64>());
+    v.push_back(t == 32 ? make_variant<Act, kZero, 2, 32>() : make_variant<Act, kZero, 2, 64>());
+    if (kRowAtoms4) v.push_back(t == 32 ? make_variant<Act, kZero, 4, 32>() : make_variant<Act, kZero, 4, 64>());
+  }
+}
+
 static std::vector<Variant> all_variants() {
   std::vector<Variant> v;
   add_family<__nv_bfloat16, false>(v);
   add_family<__nv_bfloat16, true>(v);
   add_family<__half, false>(v);
   add_family<__half, true>(v);
+  add_wide<__nv_bfloat16, false, true, true>(v);
+  add_wide<__nv_bfloat16, true, true, false>(v);
+  add_wide<__half, false, true, false>(v);
+  add_wide<__half, true, false, false>(v);
   return v;
+}
+
+static const Variant& find_variant(const std::vector<Variant>& variants, const std::string& name) {
+  for (const Variant& v : variants)
+    if (v.name == name) return v;
+  std::printf("no variant %s\n", name.c_str());
+  std::_Exit(2);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -261,7 +289,7 @@ struct Options {
   bool correctness = true;
   bool timing = true;
   bool verbose = false;
-  double deadline = 120;
+  double deadline = 300;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -274,8 +302,8 @@ struct Dataset {
   std::vector<int8_t> q;          // [n, k] logical values (s4: -8..7, u4: 0..15)
   std::vector<uint16_t> scales;   // [k/group, n]
   std::vector<uint16_t> zeros;    // [k/group, n]
-  std::vector<uint16_t> x;        // [16, k]
-  std::vector<double> ref;        // [16, n]
+  std::vector<uint16_t> x;        // [kMaxTok, k]
+  std::vector<double> ref;        // [kMaxTok, n]
   // device
   void *dx = nullptr, *dw = nullptr, *ds = nullptr, *dz = nullptr, *dy = nullptr;
 };
@@ -296,13 +324,13 @@ static void make_dataset(Dataset& d, uint64_t seed) {
       d.zeros[i] = double_to_bits(-zp * bits_to_double(d.scales[i], d.fmt), d.fmt);
     }
   }
-  d.x.resize(static_cast<size_t>(16) * d.k);
+  d.x.resize(static_cast<size_t>(kMaxTok) * d.k);
   for (auto& v : d.x) {
     const double g = (rng.uniform() + rng.uniform() + rng.uniform() + rng.uniform() - 2.0) * 1.7;
     v = double_to_bits(g, d.fmt);
   }
   // fp64 reference of the specified dequant: q * s (or fma(q, s, z)) exact in fp64, rounded once.
-  d.ref.assign(static_cast<size_t>(16) * d.n, 0.0);
+  d.ref.assign(static_cast<size_t>(kMaxTok) * d.n, 0.0);
   std::vector<double> xd(d.x.size());
   for (size_t i = 0; i < xd.size(); ++i) xd[i] = bits_to_double(d.x[i], d.fmt);
   const unsigned hw = std::max(1u, std::min(32u, std::thread::hardware_concurrency()));
@@ -318,7 +346,7 @@ static void make_dataset(Dataset& d, uint64_t seed) {
           const double v = d.zero ? qv * s + bits_to_double(d.zeros[gi], d.fmt) : qv * s;
           deq[col] = round_act(v, d.fmt);
         }
-        for (int m = 0; m < 16; ++m) {
+        for (int m = 0; m < kMaxTok; ++m) {
           const double* xr = &xd[static_cast<size_t>(m) * d.k];
           double acc = 0;
           for (int col = 0; col < d.k; ++col) acc += xr[col] * deq[col];
@@ -334,7 +362,7 @@ static void make_dataset(Dataset& d, uint64_t seed) {
   CUDA_CHECK(cudaMalloc(&d.dx, d.x.size() * 2));
   CUDA_CHECK(cudaMalloc(&d.dw, packed.size()));
   CUDA_CHECK(cudaMalloc(&d.ds, d.scales.size() * 2));
-  CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(16) * d.n * 2));
+  CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * d.n * 2));
   CUDA_CHECK(cudaMemcpy(d.dx, d.x.data(), d.x.size() * 2, cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(d.dw, packed.data(), packed.size(), cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(d.ds, d.scales.data(), d.scales.size() * 2, cudaMemcpyHostToDevice));
@@ -382,13 +410,13 @@ struct Stats {
 };
 
 // Poison y, run, compare rows < m with the reference, check rows >= m untouched and the workspace
-// counters back at zero. Returns true when correct; `out` receives the y bits (16 rows).
+// counters back at zero. Returns true when correct; `out` receives the y bits (kMaxTok rows).
 static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_k,
                            const DecodePlan* plan, const Workspace& ws, const char* tag,
                            const Options& opt, Stats& st, std::vector<uint16_t>* out = nullptr) {
   const mixgemm_problem p = make_problem(d, m, split_k, ws);
   std::string err;
-  const size_t ybytes = static_cast<size_t>(16) * d.n * 2;
+  const size_t ybytes = static_cast<size_t>(kMaxTok) * d.n * 2;
   CUDA_CHECK(cudaMemset(d.dy, 0xFF, ybytes));  // 0xFFFF is NaN in bf16 and fp16
   int status = v.check(p, err);
   DecodePlan used = plan ? *plan : v.make_plan(p, mixgemm::detail::current_sm_count());
@@ -404,7 +432,7 @@ static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_
   }
   CUDA_CHECK(cudaGetLastError());
   CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<uint16_t> y(static_cast<size_t>(16) * d.n);
+  std::vector<uint16_t> y(static_cast<size_t>(kMaxTok) * d.n);
   CUDA_CHECK(cudaMemcpy(y.data(), d.dy, ybytes, cudaMemcpyDeviceToHost));
   if (out) *out = y;
 
@@ -413,7 +441,7 @@ static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_
   rms_ref = std::sqrt(rms_ref / (static_cast<double>(m) * d.n));
   long nan = 0, bad = 0, touched = 0;
   double worst_ulps = 0;
-  for (int mm = 0; mm < 16; ++mm)
+  for (int mm = 0; mm < kMaxTok; ++mm)
     for (int nn = 0; nn < d.n; ++nn) {
       const size_t i = static_cast<size_t>(mm) * d.n + nn;
       if (mm >= m) {
@@ -456,8 +484,9 @@ static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_
 
 static bool check_refusals(const std::vector<Variant>& variants) {
   // check() must refuse each of these with MIXGEMM_INVALID_ARGUMENT (no GPU needed).
-  const Variant& v = variants[3];  // bf16 s4, kRowAtoms 2, kTokens 16
-  const Variant& vz = variants[9];  // bf16 u4
+  const Variant& v = find_variant(variants, "decode_bf16xs4_r2_t16");
+  const Variant& vz = find_variant(variants, "decode_bf16xu4_r2_t16");
+  const Variant& v64 = find_variant(variants, "decode_bf16xs4_r2_t64");
   alignas(16) static char buf[4096];
   auto base = [&] {
     mixgemm_problem p;
@@ -475,6 +504,7 @@ static bool check_refusals(const std::vector<Variant>& variants) {
   };
   add("m = 0", [](mixgemm_problem& p) { p.m = 0; }, &v);
   add("m = 17", [](mixgemm_problem& p) { p.m = 17; }, &v);
+  add("m = 65 (t64)", [](mixgemm_problem& p) { p.m = 65; }, &v64);
   add("n = 40", [](mixgemm_problem& p) { p.n = 40; }, &v);
   add("k = 200", [](mixgemm_problem& p) { p.k = 200; }, &v);
   add("group 96", [](mixgemm_problem& p) { p.group_size = 96; }, &v);
@@ -504,6 +534,11 @@ static bool check_refusals(const std::vector<Variant>& variants) {
     std::printf("  a valid problem was refused: %s\n", err.c_str());
     ok = false;
   }
+  good.m = 64;
+  if (v64.check(good, err) != MIXGEMM_OK) {
+    std::printf("  m = 64 was refused by %s: %s\n", v64.name.c_str(), err.c_str());
+    ok = false;
+  }
   return ok;
 }
 
@@ -512,13 +547,30 @@ static bool correctness(const std::vector<Variant>& variants, const Options& opt
   bool all_ok = layout_self_test();
   std::printf("== check() refusals\n");
   all_ok &= check_refusals(variants);
+  // The split rule fills kBlocksPerSm CTAs of 8 warps per SM: that many must fit (registers from
+  // __launch_bounds__, shared memory of the largest plan).
+  std::printf("== occupancy (CTAs of 256 threads per SM at the largest plan's shared memory)\n");
+  for (const Variant& v : variants) {
+    cudaFuncAttributes fa;
+    CUDA_CHECK(cudaFuncGetAttributes(&fa, v.kernel));
+    CUDA_CHECK(cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(v.max_smem)));
+    int blocks = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, v.kernel, 256, v.max_smem));
+    const bool fits = blocks >= v.blocks_per_sm && fa.localSizeBytes == 0;
+    all_ok &= fits;
+    if (!fits || opt.verbose)
+      std::printf("  %s %-22s regs %3d local %zu B smem %6zu B: %d CTAs/SM (split rule assumes %d)\n",
+                  fits ? "ok  " : "FAIL", v.name.c_str(), fa.numRegs, static_cast<size_t>(fa.localSizeBytes),
+                  v.max_smem, blocks, v.blocks_per_sm);
+  }
 
   struct Shape { int n, k, group; };
   // group == -1: per channel (group_size = k).
   const std::vector<Shape> shapes = {{16, 64, 64},      {48, 4096, -1},  {1024, 4096, 128},
                                      {6144, 4096, 128}, {4096, 14336, 128}, {576, 1792, 64},
                                      {80, 1536, 48},    {32, 512, 16},   {112, 2048, 32}};
-  const int ms[] = {1, 2, 7, 8, 9, 15, 16};
+  const int ms[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 64};
 
   // One workspace for everything, zeroed once (the kernels keep their counters at zero).
   Workspace ws;
@@ -591,6 +643,15 @@ static bool correctness(const std::vector<Variant>& variants, const Options& opt
                 per_variant[vi].failures++;
                 std::printf("FAIL %s determinism (split_k %d): %s\n", v.name.c_str(), split,
                             same ? "a run failed" : "bits differ between two runs");
+              }
+              // Independent of M: token 0's row is the same bits at m = 1 as at m = kTokens.
+              std::vector<uint16_t> c;
+              run_and_verify(v, d, 1, split, nullptr, ws, "det-1", opt, per_variant[vi], &c);
+              per_variant[vi].cases++;
+              if (!std::equal(c.begin(), c.begin() + d.n, a.begin())) {
+                per_variant[vi].failures++;
+                std::printf("FAIL %s (split_k %d): row 0 differs between m = 1 and m = %d\n",
+                            v.name.c_str(), split, v.tokens);
               }
             }
           }
@@ -714,6 +775,9 @@ struct TimingRow {
   bool automatic;
 };
 
+// M values timed: decode (1, 4), the 16-token tile, and the 32- and 64-token ones.
+static constexpr int kTimedMs[] = {1, 4, 16, 32, 64};
+
 static bool timing(const std::vector<Variant>& variants) {
   int sms = mixgemm::detail::current_sm_count();
   std::printf("\n== timing: bf16 x s4, group 128, median of 50 runs, L2 flushed (256 MB memset) "
@@ -738,7 +802,7 @@ static bool timing(const std::vector<Variant>& variants) {
   void* flush = nullptr;
   CUDA_CHECK(cudaMalloc(&flush, flush_bytes));
   Workspace ws;
-  ws.bytes = 96u << 20;
+  ws.bytes = 192u << 20;  // forced split 8 x 64 tokens x 57344 rows x 4 bytes = 117 MB
   CUDA_CHECK(cudaMalloc(&ws.ptr, ws.bytes));
   CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
   constexpr int kRuns = 50;
@@ -759,15 +823,15 @@ static bool timing(const std::vector<Variant>& variants) {
     const size_t sbytes = static_cast<size_t>(sh.k / group) * sh.n * 2;
     CUDA_CHECK(cudaMalloc(&d.dw, wbytes));
     CUDA_CHECK(cudaMalloc(&d.ds, sbytes));
-    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(16) * sh.k * 2));
-    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(16) * sh.n * 2));
+    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(kMaxTok) * sh.k * 2));
+    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * sh.n * 2));
     fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(d.dw), wbytes / 4, 1234u + sh.n);
     fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.ds), sbytes / 2, 99u, -7);
-    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(16) * sh.k, 7u, 0);
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(kMaxTok) * sh.k, 7u, 0);
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
 
-    for (int m : {1, 4, 16}) {
+    for (int m : kTimedMs) {
       const double bytes = static_cast<double>(wbytes) + sbytes + 2.0 * m * sh.k + 2.0 * m * sh.n;
       for (const Variant& v : variants) {
         if (!v.bf16 || v.zero || v.tokens < m) continue;
@@ -813,11 +877,13 @@ static bool timing(const std::vector<Variant>& variants) {
   cudaFree(ws.ptr);
 
   std::printf("\n== timing summary: automatic plan per variant, and the best of all plans tried\n");
-  std::printf("%-6s %-6s %-3s | %-17s %-17s %-17s %-17s %-17s %-17s | best\n", "n", "k", "m",
-              "r1_t8", "r1_t16", "r2_t8", "r2_t16", "r4_t8", "r4_t16");
-  const char* suffixes[] = {"_r1_t8", "_r1_t16", "_r2_t8", "_r2_t16", "_r4_t8", "_r4_t16"};
+  const char* suffixes[] = {"_r1_t8", "_r1_t16", "_r2_t8",  "_r2_t16", "_r4_t8",  "_r4_t16",
+                            "_r1_t32", "_r2_t32", "_r4_t32", "_r1_t64", "_r2_t64", "_r4_t64"};
+  std::printf("%-6s %-6s %-3s |", "n", "k", "m");
+  for (const char* suf : suffixes) std::printf(" %-17s", suf + 1);
+  std::printf(" | best\n");
   for (const Shape& sh : shapes)
-    for (int m : {1, 4, 16}) {
+    for (int m : kTimedMs) {
       std::printf("%-6d %-6d %-3d |", sh.n, sh.k, m);
       const TimingRow* best = nullptr;
       for (const char* suf : suffixes) {

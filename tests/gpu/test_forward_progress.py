@@ -3,7 +3,8 @@ SM count (where split-K/stream-K schedulers are known to hang). Each such kernel
 subprocess with a timeout, so a hang fails this test instead of wedging the GPU session; the
 subprocess also checks every result against the reference.
 
-- decode (dec): forced splits at M = 1..16 on narrow shapes.
+- decode (dec): forced splits at M = 1..64 (up to each kernel's max_m: 8, 16, 32 or 64 tokens) on
+  narrow shapes.
 - sm90 stream-K (_sk): M = 1..16, 64 and 256 on narrow layers (N = 256..1024, K = 4096..14336: a
   few output tiles for 132 SMs), with CUTLASS's heuristic (split_k = 0, run twice: the fixed-order
   reduction must give bit-identical results) and forced split-K 2..4."""
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.gpu
 
 # Per family token: (n, k, group) shapes, the M values (capped at the kernel's max_m), the split_k values.
 CASES = {
-    "dec": ([(16, 1024, 128), (48, 4096, -1), (256, 16384, 128), (1024, 4096, 64)], (1, 7, 16), (1, 2, 3, 7, 16)),
+    "dec": ([(16, 1024, 128), (48, 4096, -1), (256, 16384, 128), (1024, 4096, 64)], (1, 7, 16, 32, 64),
+            (1, 2, 3, 7, 16)),
     "sm90": ([(256, 4096, 128), (512, 14336, 128), (768, 8192, -1), (1024, 4096, 64)], (1, 7, 16, 64, 256),
              (0, 2, 3, 4)),
 }

@@ -122,7 +122,9 @@ def test_decode_invalid_reasons():
     ok = DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=32, tokens=16)
     assert ok.invalid_reason() is None
     assert "rows" in DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=48, tokens=16).invalid_reason()
-    assert "tokens" in DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=32, tokens=32).invalid_reason()
+    assert "tokens" in DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=32, tokens=24).invalid_reason()
+    assert DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=32, tokens=64).max_m() == 64
+    assert "shared memory" in DecodeSpec(DType.BF16, DType.S4, ScaleMode.GROUP, False, DType.BF16, rows=64, tokens=64).invalid_reason()
     assert ok.max_m() == 16 and not ok.deterministic
 
 

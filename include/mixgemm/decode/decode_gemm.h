@@ -1,11 +1,13 @@
-// Decode GEMM: y[M, N] = x[M, K] @ dequant(W)[N, K]^T for small M (1..16), int4 weights and
-// bf16/fp16 activations, built on mma.sync.m16n8k16 (sm_80 and later; also run on sm_90).
+// Decode GEMM: y[M, N] = x[M, K] @ dequant(W)[N, K]^T for small M (1..kTokens, kTokens = 8, 16, 32
+// or 64), int4 weights and bf16/fp16 activations, built on mma.sync.m16n8k16 (sm_80 and later; also
+// run on sm_90).
 //
 // The weight is the mma's A operand (16 output rows x 16 k per atom), the tokens are its B operand
-// (8 tokens per n8 tile, two tiles for M <= 16). The packed weight layout "w4_mma16_shuffled" stores
-// each 16x16 atom as 32 words, word t being exactly lane t's A fragment (see load_chunk and
-// dequant_atom for the facts each shift relies on). Atoms are column-major over (N/16, K/16): for one
-// 16-wide k slab the atoms of all rows are contiguous, N*8 bytes.
+// (8 tokens per n8 tile, kTokens / 8 tiles: one launch reads the weights once for every M <=
+// kTokens). The packed weight layout "w4_mma16_shuffled" stores each 16x16 atom as 32 words, word t
+// being exactly lane t's A fragment (see load_chunk and dequant_atom for the facts each shift relies
+// on). Atoms are column-major over (N/16, K/16): for one 16-wide k slab the atoms of all rows are
+// contiguous, N*8 bytes.
 //
 // Work split (see DecodeGemm::make_plan): a warp owns kRowAtoms atoms of rows (a "row block") and a
 // contiguous K slice; a CTA holds R row blocks x W K slices (R*W <= 8 warps); gridDim.y = S more
@@ -56,16 +58,32 @@ namespace impl {
 // ------------------------------------------------------------------------------------------------
 
 constexpr int kMaxWarps = 8;          // warps per CTA (R * W)
-constexpr int kMinBlocksPerSm = 2;    // CTAs per SM the split rule fills (one wave of them)
-// __launch_bounds__ minimum: 2 caps registers at 128/thread. An experiment (not the default): 3 for
-// the 8-token kernels of 1-2 row atoms caps them at 80 registers, so a CTA of the next PDL kernel fits beside the two
-// of this one and prefetches its weights while this kernel runs.
+constexpr int kMinBlocksPerSm = 2;    // CTAs per SM of most instantiations (see blocks_per_sm)
+// CTAs of 8 warps per SM that an instantiation is built for: the split rule fills exactly this many
+// per SM (one wave), and __launch_bounds__ guarantees them (2: at most 128 registers per thread).
+// 1 where the accumulators alone take 64 or more registers per thread (kRowAtoms * kTokens >= 128:
+// r4_t32, r2_t64, r4_t64), which do not fit 128 registers next to two chunks of weights in flight.
+// An experiment (not the default): MIXGEMM_DECODE_BLOCKS_R2_T64=2 builds r2_t64 for 2 CTAs per SM
+// (twice the warps and weight bytes in flight; nvcc 13.0 then spills 8 bytes on sm_90, reloaded
+// from L1 twice per chunk).
+#ifndef MIXGEMM_DECODE_BLOCKS_R2_T64
+#define MIXGEMM_DECODE_BLOCKS_R2_T64 1
+#endif
+template <int kRowAtoms, int kTokens>
+constexpr int blocks_per_sm() {
+  if constexpr (kRowAtoms == 2 && kTokens == 64) return MIXGEMM_DECODE_BLOCKS_R2_T64;
+  return kRowAtoms * kTokens >= 128 ? 1 : kMinBlocksPerSm;
+}
+// __launch_bounds__ minimum: blocks_per_sm. An experiment (not the default): 3 for the 8-token
+// kernels of 1-2 row atoms caps them at 80 registers, so a CTA of the next PDL kernel fits beside the
+// two of this one and prefetches its weights while this kernel runs (the split rule still fills 2).
 #ifndef MIXGEMM_DECODE_MIN_BLOCKS_T8
 #define MIXGEMM_DECODE_MIN_BLOCKS_T8 2
 #endif
 template <int kRowAtoms, int kTokens>
 constexpr int launch_min_blocks() {
-  return kTokens == 8 && kRowAtoms <= 2 ? MIXGEMM_DECODE_MIN_BLOCKS_T8 : kMinBlocksPerSm;
+  return kTokens == 8 && kRowAtoms <= 2 ? MIXGEMM_DECODE_MIN_BLOCKS_T8
+                                        : blocks_per_sm<kRowAtoms, kTokens>();
 }
 constexpr int kMinSliceChunks = 2;    // a warp's K slice spans >= 2 chunks when K allows it
 // Split-K arrival counters live at a fixed place, the first kCounterBytes of the workspace, for
@@ -76,10 +94,16 @@ constexpr size_t kCounterBytes = ::mixgemm::detail::kSharedCounterBytes;  // 64 
 static_assert(kMaxCounters * sizeof(int) <= kCounterBytes, "counters fit the shared counter region");
 
 // k atoms (16 k each) per pipeline chunk: a warp keeps up to two chunks of kChunk * kRowAtoms weight
-// words in flight: 1 KB per chunk for kRowAtoms 1, 2 KB for 2; for 4, 4 KB (s4, 8 tokens) or 2 KB
-// (u4 or 16 tokens: 8 atoms would spill there; 128 registers is the cap for 2 CTAs per SM).
+// words in flight. 8 and 16 tokens: 1 KB per chunk for kRowAtoms 1, 2 KB for 2; for 4, 4 KB (s4,
+// 8 tokens) or 2 KB (u4 or 16 tokens: 8 atoms would spill there; 128 registers is the cap for 2 CTAs
+// per SM). 32 and 64 tokens: the per-warp x stages set the limit (2 stages x kTokens rows x
+// (32 * kChunk + 16) bytes, 8 warps): 4 atoms for 32 tokens (72 KB per CTA: 2 CTAs per SM fit),
+// 2 for 64 tokens (80 KB). Both stay under the 99 KB that sm_86/89 give one CTA (4 atoms at 64
+// tokens would take 144 KB); only r4_t64's reduction buffer (136 KB) does not.
 template <bool kZero, int kRowAtoms, int kTokens>
 constexpr int chunk_atoms() {
+  if constexpr (kTokens == 64) return 2;
+  if constexpr (kTokens == 32) return 4;
   return kRowAtoms == 4 && (kTokens == 16 || kZero) ? 4 : 8;
 }
 
@@ -218,19 +242,19 @@ __device__ __forceinline__ void cp_async_wait() {
 
 // B fragments of one k atom from the x stage: matrix i of ldmatrix is (tokens 8*(i/2) + 0..7,
 // k 8*(i%2) + 0..7), and lane t gets row t/4, elements 2(t%4) + {0,1} of each, which is exactly
-// b0 (i even) / b1 (i odd) of n8 tile i/2.
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&b)[4]) {
+// b0 (i even) / b1 (i odd) of n8 tile i/2 (of the 16 tokens that one x4 covers).
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& b0, uint32_t& b1, uint32_t& b2,
+                                        uint32_t& b3) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
                : "r"(addr)
                : "memory");
 }
-__device__ __forceinline__ void ldsm_x2(uint32_t addr, uint32_t (&b)[4]) {
+__device__ __forceinline__ void ldsm_x2(uint32_t addr, uint32_t& b0, uint32_t& b1) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
-               : "=r"(b[0]), "=r"(b[1])
+               : "=r"(b0), "=r"(b1)
                : "r"(addr)
                : "memory");
-  b[2] = b[3] = 0u;
 }
 
 __device__ __forceinline__ void grid_dependency_wait() {
@@ -476,6 +500,8 @@ template <class Act, bool kZero, int kRowAtoms, int kChunk, int kTiles>
 __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4],
                                               const ChunkRegs<kZero, kRowAtoms, kChunk>& f,
                                               const Chunk& ch, uint32_t ldsm_addr) {
+  // Bytes between x rows (tokens) of a stage; each x4 beyond the first is 16 tokens further.
+  constexpr uint32_t kXRow = x_row_bytes<kChunk>();
   const int g = threadIdx.x % 32 / 4;
   // Scales (zeros) of rows g and g + 8 of each row atom, constant over the chunk.
   uint32_t s_lo[kRowAtoms], s_hi[kRowAtoms], z_lo[kRowAtoms], z_hi[kRowAtoms];
@@ -491,9 +517,16 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
   }
   auto atom = [&](int u) {
     // b[2j], b[2j+1] = b0, b1 of n8 tile j: x[tok][k0 + 2(t%4) + {0,1}] and x[tok][k0 + 8 + ...].
-    uint32_t b[4];
-    if constexpr (kTiles == 2) ldsm_x4(ldsm_addr + u * 32, b);
-    else ldsm_x2(ldsm_addr + u * 32, b);
+    // One x4 per 16 tokens (tiles 2q, 2q+1: tokens 16q..16q+15, 16q rows further down the stage),
+    // an x2 for a single tile.
+    uint32_t b[kTiles == 1 ? 2 : 2 * kTiles];
+    if constexpr (kTiles == 1) {
+      ldsm_x2(ldsm_addr + u * 32, b[0], b[1]);
+    } else {
+#pragma unroll
+      for (int q = 0; q < kTiles / 2; ++q)
+        ldsm_x4(ldsm_addr + u * 32 + q * 16 * kXRow, b[4 * q], b[4 * q + 1], b[4 * q + 2], b[4 * q + 3]);
+    }
 #pragma unroll
     for (int i = 0; i < kRowAtoms; ++i) {
       uint32_t a[4];
@@ -580,9 +613,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   cx.x_stage[0] = smem_base + warp * 2 * kStage;
   cx.x_stage[1] = cx.x_stage[0] + kStage;
-  // ldmatrix row addresses: lanes 8i..8i+7 address matrix i = (token 8*(i/2) + lane%8, k half i%2).
-  // The x2 form (one n8 tile) uses lanes 0..15 only.
-  const int ldsm_tok = (lane & 7) + (kTiles == 2 ? 8 * (lane >> 4) : 0);
+  // ldmatrix row addresses: lanes 8i..8i+7 address matrix i = (token 8*(i/2) + lane%8, k half i%2)
+  // of the first x4 (tokens 0..15); x4 number q adds 16 * q rows (compute_chunk). The x2 form (one
+  // n8 tile) uses lanes 0..15 only.
+  const int ldsm_tok = (lane & 7) + (kTiles >= 2 ? 8 * (lane >> 4) : 0);
   const uint32_t ldsm_off = ldsm_tok * x_row_bytes<kChunk>() + 16 * ((lane >> 3) & 1);
   cx.ldsm_addr[0] = cx.x_stage[0] + ldsm_off;
   cx.ldsm_addr[1] = cx.x_stage[1] + ldsm_off;
@@ -758,13 +792,24 @@ struct OverlapKnobs {
 template <class Act, bool kZero, int kRowAtoms, int kTokens>
 struct DecodeGemm {
   static_assert(kRowAtoms == 1 || kRowAtoms == 2 || kRowAtoms == 4, "kRowAtoms is 1, 2 or 4");
-  static_assert(kTokens == 8 || kTokens == 16, "kTokens is 8 or 16");
+  static_assert(kTokens == 8 || kTokens == 16 || kTokens == 32 || kTokens == 64,
+                "kTokens is 8, 16, 32 or 64");
   static constexpr int kChunk = impl::chunk_atoms<kZero, kRowAtoms, kTokens>();
   static constexpr int kRows = 16 * kRowAtoms;
-  // Largest dynamic shared memory of any plan (R * W <= 8 warps): x stages or reduction buffer.
+  static constexpr int kBlocksPerSm = impl::blocks_per_sm<kRowAtoms, kTokens>();
+  // Largest dynamic shared memory of any plan (R * W <= 8 warps): x stages or reduction buffer
+  // (W * kTokens * (R * kRows + 4) floats <= kTokens * (8 * kRows + 4 * 8)).
   static constexpr size_t kMaxSmemBytes =
       std::max<size_t>(impl::kMaxWarps * 2 * impl::x_stage_bytes<kChunk, kTokens>(),
                        sizeof(float) * kTokens * (impl::kMaxWarps * kRows + 4 * impl::kMaxWarps));
+  // kBlocksPerSm CTAs of the largest plan fit one SM of sm_80 and sm_90 (164 / 228 KB per SM, of
+  // which the runtime reserves 1 KB per CTA). sm_86/89 (100 KB per SM, 99 KB per CTA) fit fewer of
+  // the 16-64-token kernels (the split rule then fills more than one wave there, which is only
+  // slower), and cannot launch r4_t64 at all (kRunsOnSm86 is false; the family does not offer it).
+  static_assert(kBlocksPerSm * (kMaxSmemBytes + 1024) <= 164 * 1024,
+                "kBlocksPerSm CTAs' shared memory fits an sm_80 (and sm_90) SM");
+  static constexpr bool kRunsOnSm86 = kMaxSmemBytes <= 99 * 1024;
+  static_assert(kRunsOnSm86 || (kRowAtoms == 4 && kTokens == 64), "only r4_t64 needs more than 99 KB");
 
   static int ceil_div(int a, int b) { return (a + b - 1) / b; }
   static int pow2_floor(int v) {
@@ -800,12 +845,12 @@ struct DecodeGemm {
 
   // The split rule (p must pass check()):
   //   NB = ceil(n/16 / kRowAtoms) warp row blocks, KC = ceil(k/16 / kChunk) chunks.
-  //   Resident warps = sm_count * kMinBlocksPerSm * 8 (16 per SM, each with up to two 1-4 KB
-  //   chunks of weights in flight). Total K slices P = clamp(resident / NB, 1, KC / 2): enough warps to
-  //   fill the GPU once with equal, long-running warps (so no ragged second wave), but never a
-  //   slice shorter than two chunks. W = min(8, pow2_floor(P)) slices inside a CTA (cheap smem
-  //   reduction), S = P / W CTAs along K (workspace reduction); R = 8 / W row blocks per CTA
-  //   share x through L1. A forced split_k = S keeps S and takes W = pow2_floor(KC / 2 / S) <= 8.
+  //   Resident warps = sm_count * kBlocksPerSm * 8 (16 per SM; 8 for the instantiations built for
+  //   one CTA per SM; each warp with up to two 0.25-4 KB chunks of weights in flight). Total K
+  //   slices P = clamp(resident / NB, 1, KC / 2): enough warps to fill the GPU once with equal,
+  //   long-running warps (so no ragged second wave), but never a slice shorter than two chunks.
+  //   W = min(8, pow2_floor(P)) slices inside a CTA (cheap smem reduction), S = P / W CTAs along
+  //   K (workspace reduction); R = 8 / W row blocks per CTA share x through L1. A forced split_k = S keeps S and takes W = pow2_floor(KC / 2 / S) <= 8.
   static DecodePlan make_plan(const mixgemm_problem& p, int sm_count) {
     const int na = static_cast<int>(p.n / 16);
     const int ka = static_cast<int>(p.k / 16);
@@ -817,7 +862,7 @@ struct DecodeGemm {
       splits = p.split_k;
       warps_k = std::min(impl::kMaxWarps, pow2_floor(std::max(1, slice_max / splits)));
     } else {
-      const int resident = std::max(1, sm_count) * impl::kMinBlocksPerSm * impl::kMaxWarps;
+      const int resident = std::max(1, sm_count) * kBlocksPerSm * impl::kMaxWarps;
       const int slices = std::max(1, std::min(resident / nb, slice_max));
       warps_k = std::min(impl::kMaxWarps, pow2_floor(slices));
       splits = slices / warps_k;
