@@ -159,7 +159,7 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
     deterministic: only kernels whose results are bit-identical run to run AND independent of the
         batch a row is in (one reduction order at every M: the sm90 family). Without it every kernel
-        is still run-to-run reproducible, but the decode family (M <= 16) rounds differently from
+        is still run-to-run reproducible, but the decode family (M <= 64) rounds differently from
         the large-M kernels, so a row's last bits can depend on the batch size.
     """
     p = _check_args(x, pw, bias, out_dtype)
