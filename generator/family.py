@@ -172,6 +172,12 @@ class KernelSpec:
         """Largest M the kernel serves (None: any)."""
         return None
 
+    @property
+    def splits_k(self) -> bool:
+        """True when the kernel may split K over CTAs (it takes split_k > 1 and a workspace): such
+        kernels get the forward-progress tests."""
+        return False
+
     def launch_overlap_us(self, capability: int) -> float:
         """Time a kernel of this family hides behind the previous kernel in the stream when launched
         back to back (programmatic dependent launch), which an isolated timing does not see.

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One GPU-machine iteration (see tools/device_session.sh for the full session): build a wheel of
-# $MIXGEMM_KERNELS (default: the bf16 kernels of the default set) into $OUT/wheel, install it, then
+# $MIXGEMM_KERNELS (default: the default set) into $OUT/wheel, install it, then
 # the decode probe's correctness run, the split-K forward-progress test, the layer bench.
 set -uo pipefail
 export CUTLASS_DIR=$PWD/.cutlass PYTHONUNBUFFERED=1 SRC=$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/wheel"
 t0=$(date +%s)
-export MIXGEMM_KERNELS=${MIXGEMM_KERNELS:-dec_bf16xs4_g_bf16_t16x8,dec_bf16xs4_g_bf16_t32x16,dec_bf16xs4_g_bf16_t32x8,dec_bf16xs4_g_bf16_t64x16,dec_bf16xs4_g_bf16_t64x8,dec_bf16xu4_gz_bf16_t16x8,dec_bf16xu4_gz_bf16_t32x16,dec_bf16xu4_gz_bf16_t32x8,dec_bf16xu4_gz_bf16_t64x16,dec_bf16xu4_gz_bf16_t64x8,sm90_bf16xs4_g_bf16_t128x128x64_c1x1_coop_sk,sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop,sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop,sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop_sk,sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop,sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk,sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop,sm90_bf16xu4_gz_bf16_t128x128x64_c1x1_coop_sk,sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop,sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop,sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop_sk,sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop,sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk,sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop}
+export MIXGEMM_KERNELS=${MIXGEMM_KERNELS:-default}
 if ls .wheelhouse/*.whl > /dev/null 2>&1; then python3 -m pip install --no-deps -q --force-reinstall .wheelhouse/*.whl
 else
   python3 -m pip wheel --no-build-isolation --no-deps -w "$OUT/wheel" . > "$OUT/build.txt" 2>&1 || { tail -40 "$OUT/build.txt"; exit 1; }

@@ -87,6 +87,10 @@ class DecodeSpec(KernelSpec):
     def max_m(self) -> Optional[int]:
         return self.tokens
 
+    @property
+    def splits_k(self) -> bool:
+        return True
+
     def launch_overlap_us(self, capability: int) -> float:
         # Programmatic dependent launch on sm_90+: under a CUDA graph each decode kernel started
         # 1-2 us before the previous one ended (torch.profiler timeline of the llama3-8b layer,

@@ -165,6 +165,10 @@ class Sm90MixedSpec(KernelSpec):
         # depends on M (and N, K, SM count); see the module docstring
         return self.decomp == Decomposition.DATA_PARALLEL
 
+    @property
+    def splits_k(self) -> bool:
+        return self.decomp == Decomposition.STREAM_K
+
     def config(self) -> str:
         sk = " stream-K" if self.decomp == Decomposition.STREAM_K else ""
         return (f"tile {'x'.join(map(str, self.tile))} cluster {'x'.join(map(str, self.cluster))} "

@@ -214,6 +214,10 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
         else:
             candidates.append((spec, b.index, spec.estimate_us(m, n, k, group_size, sms, model)))
     choice = None
+
+    def rank(c):  # measured or estimated time, less what PDL hides under the previous kernel
+        return c[2] - c[0].launch_overlap_us(cap), c[0].name()
+
     prof = profiles.load_for(gpu_name(device_index), sms, frozenset(b.spec.name() for b in built())) if candidates else None
     found = prof.lookup(str(key), profile_group(group_size, k), m_bucket(m), n, k) if prof else None
     if found:
@@ -227,11 +231,11 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
                          / spec.estimate_us(m, near[0], near[1], group_size, sms, model))
                         for spec, index, us in measured]
         if measured:
-            spec, index, us = min(measured, key=lambda c: (c[2] - c[0].launch_overlap_us(cap), c[0].name()))
+            spec, index, us = min(measured, key=rank)
             how = "exact" if near is None else f"nearest {near[0]}:{near[1]}"
             choice = Choice(spec, index, f"profile {how}", us)
     if choice is None and candidates:
-        spec, index, us = min(candidates, key=lambda c: (c[2] - c[0].launch_overlap_us(cap), c[0].name()))
+        spec, index, us = min(candidates, key=rank)
         choice = Choice(spec, index, "fallback", us)
     return Explanation(key, (m, n, k, group_size), cap, [(s.name(), us) for s, _, us in candidates], rejected, choice)
 

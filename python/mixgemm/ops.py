@@ -60,15 +60,17 @@ _launches: dict[tuple, _Launch] = {}
 
 
 def _prepare(index: int, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], m: int, n: int,
-             k: int, group_size: int, split_k: int) -> _Launch:
+             k: int, group_size: int, split_k: int, device: int) -> _Launch:
     lib = _lib.load()
     base = base_problem(data, scales, zeros, n, k, group_size, split_k)
-    wkey = (index, m, n, k, group_size, split_k)
+    # per device: split plans (decode, stream-K), hence workspace sizes, depend on the SM count
+    wkey = (index, m, n, k, group_size, split_k, device)
     ws_bytes = _workspace_bytes.get(wkey)
     if ws_bytes is None:
         probe = lib.Problem()
         probe.m, probe.n, probe.k, probe.group_size, probe.split_k = m, n, k, group_size, split_k
-        ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, probe)
+        with torch.cuda.device(device):
+            ws_bytes = _workspace_bytes[wkey] = lib.workspace_bytes(index, probe)
     return _Launch(index, base, ws_bytes)
 
 
@@ -86,7 +88,8 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous).
     split_k >= 1 forces that many K-slices on kernels that split K (tests use it)."""
     m, k = x.shape
-    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k), x, out, x.device.index)
+    device = x.device.index
+    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device)
 
 
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
@@ -103,7 +106,7 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
     if plan is None:
         choice = dispatch.choose(dispatch.key(layout, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
                                  device.index, kernel or None, deterministic)
-        plan = _launches[lkey] = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0)
+        plan = _launches[lkey] = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0, device.index)
     out = torch.empty((m, n), dtype=x.dtype, device=device)
     _run(plan, x, out, device.index)
     return out
@@ -158,9 +161,10 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
 
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
     deterministic: only kernels whose results are bit-identical run to run AND independent of the
-        batch a row is in (one reduction order at every M: the sm90 family). Without it every kernel
-        is still run-to-run reproducible, but the decode family (M <= 64) rounds differently from
-        the large-M kernels, so a row's last bits can depend on the batch size.
+        batch a row is in (one reduction order at every M: the sm90 data-parallel kernels). Without
+        it every kernel is still run-to-run reproducible, but the decode family (M <= 64) and the
+        stream-K kernels (whose split depends on M) round differently from them, so a row's last
+        bits can depend on the batch size.
     """
     p = _check_args(x, pw, bias, out_dtype)
     n, k = p.shape

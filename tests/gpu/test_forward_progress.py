@@ -65,15 +65,11 @@ for name in sys.argv[2:]:
 """
 
 
-def is_splitting(spec) -> bool:
-    return spec.token == "dec" or getattr(getattr(spec, "decomp", None), "short", "") == "sk"
-
-
 def splitting() -> list[str]:
     """Built kernels that split K over CTAs (they take split_k > 1)."""
     if not mixgemm._lib.available():
         return []
-    return [n for n in mixgemm.kernels() if is_splitting(KernelSpec.parse(n))]
+    return [n for n in mixgemm.kernels() if KernelSpec.parse(n).splits_k]
 
 
 def expected_runs(spec) -> int:

@@ -155,10 +155,9 @@ struct Params {
   int ka;               // k / 16 k atoms
   int nb;               // row blocks (warp row tiles) = ceil(na / kRowAtoms)
   int group_atoms;      // group_size / 16
-  int kchunks;          // ceil(ka / kChunk)
   int warps_k;          // W: K slices per CTA (a power of two)
   int warps_k_log2;     // log2(W)
-  int slice_q, slice_r; // kchunks = slice_q * (W * S) + slice_r: slice i gets slice_q (+1 if i < slice_r) chunks
+  int slice_q, slice_r; // ceil(ka / kChunk) chunks = slice_q * (W * S) + slice_r: slice i gets slice_q (+1 if i < slice_r)
   int rows_per_cta;     // R: row blocks per CTA
   int splits;           // S: CTAs along K (gridDim.y)
   int prefetch_atoms;   // k atoms of its slice each warp prefetches into L2 before the PDL wait
@@ -983,13 +982,13 @@ struct DecodeGemm {
     kp.ka = kp.k / 16;
     kp.nb = ceil_div(kp.na, kRowAtoms);
     kp.group_atoms = static_cast<int>(p.group_size / 16);
-    kp.kchunks = ceil_div(kp.ka, kChunk);
     kp.warps_k = plan.warps_k;
     kp.warps_k_log2 = 0;
     while ((1 << kp.warps_k_log2) < plan.warps_k) ++kp.warps_k_log2;
     const int slices = plan.warps_k * plan.splits;
-    kp.slice_q = kp.kchunks / slices;
-    kp.slice_r = kp.kchunks % slices;
+    const int kchunks = ceil_div(kp.ka, kChunk);
+    kp.slice_q = kchunks / slices;
+    kp.slice_r = kchunks % slices;
     kp.rows_per_cta = plan.rows_per_cta;
     kp.splits = plan.splits;
     kp.prefetch_atoms = plan.prefetch_atoms;
