@@ -151,13 +151,18 @@ struct Rng {
 // "w4_mma16_shuffled": element (n, k), n = 16*n_hi + 8*n_mid + n_lo, k = 16*k_hi + 8*k_mid + k_lo,
 // lives in atom a = n_hi + (N/16) * k_hi (128 bytes) at nibble 32*n_lo + 4*k_lo + 2*k_mid + n_mid
 // (nibble p = byte p/2, low nibble when p is even).
+// Atom index of (n_hi, k_hi): column-major over (N/16, K/16).
+static size_t atom_index(int n_hi, int k_hi, int n, int /*k*/) {
+  return static_cast<size_t>(n_hi) + static_cast<size_t>(n / 16) * k_hi;
+}
+
 static void pack_weights(const std::vector<int8_t>& q, int n, int k, std::vector<uint8_t>& out) {
   out.assign(static_cast<size_t>(n) * k / 2, 0);
   for (int row = 0; row < n; ++row) {
     const int n_hi = row / 16, n_mid = (row / 8) % 2, n_lo = row % 8;
     for (int col = 0; col < k; ++col) {
       const int k_hi = col / 16, k_mid = (col / 8) % 2, k_lo = col % 8;
-      const size_t atom = static_cast<size_t>(n_hi) + static_cast<size_t>(n / 16) * k_hi;
+      const size_t atom = atom_index(n_hi, k_hi, n, k);
       const int pos = 32 * n_lo + 4 * k_lo + 2 * k_mid + n_mid;
       const uint8_t nib = static_cast<uint8_t>(q[static_cast<size_t>(row) * k + col]) & 0xF;
       out[atom * 128 + pos / 2] |= static_cast<uint8_t>(nib << (4 * (pos % 2)));
@@ -178,7 +183,7 @@ static bool layout_self_test() {
     for (int nh = 0; nh < n / 16; ++nh)
       for (int t = 0; t < 32; ++t) {
         uint32_t word;
-        std::memcpy(&word, &packed[(static_cast<size_t>(nh) + (n / 16) * kh) * 128 + 4 * t], 4);
+        std::memcpy(&word, &packed[atom_index(nh, kh, n, k) * 128 + 4 * t], 4);
         for (int j = 0; j < 8; ++j) {
           const int row = 16 * nh + 8 * (j & 1) + t / 4;
           const int col = 16 * kh + 8 * ((j >> 1) & 1) + 2 * (t % 4) + (j >> 2);
@@ -289,6 +294,9 @@ struct Options {
   bool correctness = true;
   bool timing = true;
   bool verbose = false;
+  bool b2b = false;  // only the back-to-back timing
+  int single_n = 0, single_k = 0, single_m = 0;  // --single N K M VARIANT: one launch (for ncu)
+  std::string single_variant;
   double deadline = 300;
 };
 
@@ -909,6 +917,195 @@ static bool timing(const std::vector<Variant>& variants) {
   return true;
 }
 
+// Back to back, as in a model under a CUDA graph: the same kernel launched over rotating copies of
+// the weights (>= 512 MB in all, so nothing stays in L2), captured in one CUDA graph (PDL edges
+// kept), no flush in between. Time per launch = graph time / launches. Small shapes also get forced
+// splits, to price the split-K epilogue.
+static bool b2b_timing(const std::vector<Variant>& variants) {
+  const int sms = mixgemm::detail::current_sm_count();
+  std::printf("\n== back-to-back timing (CUDA graph): bf16 x s4 g128, rotating weight copies (>= 512 MB), "
+              "100 launches per graph, median of 5 replays; %% of 3.0 TB/s; PDL=%d\n",
+              static_cast<int>(mixgemm::decode::kUsePdl));
+  struct Shape { int n, k; };
+  const std::vector<Shape> shapes = {{16, 64},     {256, 256},   {1024, 4096}, {4096, 4096},
+                                     {6144, 4096}, {14336, 4096}, {4096, 14336}, {28672, 4096},
+                                     {8192, 28672}, {57344, 8192}, {1536, 8960}, {8960, 1536}};
+  Workspace ws;
+  ws.bytes = 64u << 20;
+  CUDA_CHECK(cudaMalloc(&ws.ptr, ws.bytes));
+  CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  cudaStream_t st;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  for (const Shape& sh : shapes) {
+    const int group = std::min(128, sh.k);
+    const size_t wbytes = static_cast<size_t>(sh.n) * sh.k / 2;
+    const size_t sbytes = static_cast<size_t>(sh.k / group) * sh.n * 2;
+    const int copies = static_cast<int>(std::min<size_t>(100, std::max<size_t>(2, ((512u << 20) + wbytes - 1) / wbytes)));
+    std::vector<void*> dw(copies), ds(copies);
+    for (int c = 0; c < copies; ++c) {
+      CUDA_CHECK(cudaMalloc(&dw[c], wbytes));
+      CUDA_CHECK(cudaMalloc(&ds[c], sbytes));
+      fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(dw[c]), wbytes / 4, 1234u + c);
+      fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(ds[c]), sbytes / 2, 99u + c, -7);
+    }
+    Dataset d;
+    d.n = sh.n; d.k = sh.k; d.group = group; d.bf16 = true; d.zero = false; d.fmt = kBf16;
+    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(kMaxTok) * sh.k * 2));
+    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * sh.n * 2));
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(kMaxTok) * sh.k, 7u, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const bool small = wbytes <= (16u << 20);
+    for (int m : {1, 16}) {
+      const double bytes = static_cast<double>(wbytes) + sbytes + 2.0 * m * sh.k + 2.0 * m * sh.n;
+      for (const Variant& v : variants) {
+        if (!v.bf16 || v.zero || v.tokens != (m == 1 ? 8 : 16)) continue;
+        std::vector<mixgemm_problem> ps(copies);
+        for (int c = 0; c < copies; ++c) {
+          d.dw = dw[c]; d.ds = ds[c];
+          ps[c] = make_problem(d, m, 0, ws);
+        }
+        std::string err;
+        if (v.check(ps[0], err) != MIXGEMM_OK) { std::printf("   skip %s: %s\n", v.name.c_str(), err.c_str()); continue; }
+        std::vector<std::pair<DecodePlan, const char*>> plans = {{v.make_plan(ps[0], sms), "auto"}};
+        if (small && m == 1)
+          for (int s : {1, 2, 4}) {
+            mixgemm_problem pf = ps[0];
+            pf.split_k = s;
+            if (s > sh.k / 16) continue;
+            const DecodePlan pl = v.make_plan(pf, sms);
+            if (pl.splits == plans[0].first.splits && pl.warps_k == plans[0].first.warps_k) continue;
+            plans.push_back({pl, "forced"});
+          }
+        if (wbytes <= (30u << 20)) plans.push_back({plans[0].first, "L2"});
+        for (const auto& [plan, tag] : plans) {
+          constexpr int kLaunches = 100;
+          const int rot = std::strcmp(tag, "L2") == 0 ? 1 : copies;  // L2: the same weights every time
+          v.run_plan(ps[0], plan, st, err);  // opt-in attributes outside the capture
+          CUDA_CHECK(cudaStreamSynchronize(st));
+          cudaGraph_t graph;
+          cudaGraphExec_t exec;
+          CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+          for (int it = 0; it < kLaunches; ++it) v.run_plan(ps[it % rot], plan, st, err);
+          CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+          CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+          std::vector<double> per;
+          for (int rep = 0; rep < 6; ++rep) {
+            CUDA_CHECK(cudaEventRecord(e0, st));
+            CUDA_CHECK(cudaGraphLaunch(exec, st));
+            CUDA_CHECK(cudaEventRecord(e1, st));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            float ms = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+            if (rep > 0) per.push_back(1e3 * ms / kLaunches);
+          }
+          CUDA_CHECK(cudaGetLastError());
+          cudaGraphExecDestroy(exec);
+          cudaGraphDestroy(graph);
+          std::sort(per.begin(), per.end());
+          const double us = per[per.size() / 2];
+          std::printf("   n=%-6d k=%-6d m=%-2d %-18s S=%d W=%d R=%d grid=%dx%d %-6s %8.2f us %6.1f%%\n", sh.n, sh.k, m,
+                      v.name.c_str(), plan.splits, plan.warps_k, plan.rows_per_cta, plan.grid_x, plan.splits, tag,
+                      us, 100.0 * bytes / (us * 1e-6) / 3.0e12);
+        }
+      }
+    }
+    d.dw = d.ds = nullptr;
+    free_dataset(d);
+    for (int c = 0; c < copies; ++c) { cudaFree(dw[c]); cudaFree(ds[c]); }
+  }
+  // A plain streaming read (8 blocks of 256 threads per SM, 8 x 16 bytes in flight per thread) of
+  // rotating buffers, launched the same way: what the memory system gives a kernel of this size.
+  {
+    uint32_t* out = nullptr;
+    CUDA_CHECK(cudaMalloc(&out, 4));
+    for (size_t mb : {2, 8, 29, 59, 235}) {
+      const size_t bytes = mb << 20;
+      const int copies = static_cast<int>(std::max<size_t>(2, (512u << 20) / bytes));
+      std::vector<void*> bufs(copies);
+      for (auto& b : bufs) {
+        CUDA_CHECK(cudaMalloc(&b, bytes));
+        fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(b), bytes / 4, 5u);
+      }
+      for (int pdl = 0; pdl < 2; ++pdl) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(sms * 8);
+        cfg.blockDim = dim3(256);
+        cfg.stream = st;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = pdl;
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        for (int it = 0; it < 50; ++it)
+          CUDA_CHECK(cudaLaunchKernelEx(&cfg, stream_read, static_cast<const uint4*>(bufs[it % copies]), bytes / 16, out));
+        CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+        CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        std::vector<double> per;
+        for (int rep = 0; rep < 6; ++rep) {
+          CUDA_CHECK(cudaEventRecord(e0, st));
+          CUDA_CHECK(cudaGraphLaunch(exec, st));
+          CUDA_CHECK(cudaEventRecord(e1, st));
+          CUDA_CHECK(cudaEventSynchronize(e1));
+          float ms = 0;
+          CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+          if (rep > 0) per.push_back(1e3 * ms / 50);
+        }
+        std::sort(per.begin(), per.end());
+        const double us = per[per.size() / 2];
+        std::printf("   streaming read %4zu MB, %s PDL attribute: %8.2f us  %5.1f%% of 3.0 TB/s\n", mb,
+                    pdl ? "with   " : "without", us, 100.0 * bytes / (us * 1e-6) / 3.0e12);
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+      }
+      for (auto& b : bufs) cudaFree(b);
+    }
+    cudaFree(out);
+  }
+  // The harness floor: an empty kernel, launched the same way.
+  for (int pdl = 0; pdl < 2; ++pdl) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(264);
+    cfg.blockDim = dim3(256);
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int it = 0; it < 100; ++it) CUDA_CHECK(cudaLaunchKernelEx(&cfg, empty_kernel));
+    CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    std::vector<double> per;
+    for (int rep = 0; rep < 6; ++rep) {
+      CUDA_CHECK(cudaEventRecord(e0, st));
+      CUDA_CHECK(cudaGraphLaunch(exec, st));
+      CUDA_CHECK(cudaEventRecord(e1, st));
+      CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      if (rep > 0) per.push_back(1e3 * ms / 100);
+    }
+    std::sort(per.begin(), per.end());
+    std::printf("   empty kernel 264 x 256, %s PDL attribute: %6.2f us per launch\n", pdl ? "with" : "without", per[per.size() / 2]);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  cudaStreamDestroy(st);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(ws.ptr);
+  return true;
+}
+
 int main(int argc, char** argv) {
   Options opt;
   for (int i = 1; i < argc; ++i) {
@@ -916,9 +1113,16 @@ int main(int argc, char** argv) {
     if (a == "--quick") opt.timing = false;
     else if (a == "--time-only") opt.correctness = false;
     else if (a == "--verbose") opt.verbose = true;
+    else if (a == "--b2b") opt.b2b = true;
+    else if (a == "--single" && i + 4 < argc) {
+      opt.single_n = std::atoi(argv[++i]);
+      opt.single_k = std::atoi(argv[++i]);
+      opt.single_m = std::atoi(argv[++i]);
+      opt.single_variant = argv[++i];
+    }
     else if (a == "--deadline" && i + 1 < argc) opt.deadline = std::atof(argv[++i]);
     else {
-      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--deadline SECONDS]\n", argv[0]);
+      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--b2b] [--deadline SECONDS]\n", argv[0]);
       return 2;
     }
   }
@@ -933,6 +1137,38 @@ int main(int argc, char** argv) {
   const std::vector<Variant> variants = all_variants();
 
   bool ok = true;
+  if (opt.single_n > 0) {  // one warm-up and one measured launch of the automatic plan (for ncu)
+    const Variant& v = find_variant(variants, opt.single_variant);
+    Dataset d;
+    d.n = opt.single_n; d.k = opt.single_k; d.group = std::min(128, d.k); d.bf16 = v.bf16; d.zero = false;
+    d.fmt = kBf16;
+    const size_t wbytes = static_cast<size_t>(d.n) * d.k / 2;
+    const size_t sbytes = static_cast<size_t>(d.k / d.group) * d.n * 2;
+    CUDA_CHECK(cudaMalloc(&d.dw, wbytes));
+    CUDA_CHECK(cudaMalloc(&d.ds, sbytes));
+    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(kMaxTok) * d.k * 2));
+    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * d.n * 2));
+    fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(d.dw), wbytes / 4, 1u);
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.ds), sbytes / 2, 99u, -7);
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(kMaxTok) * d.k, 7u, 0);
+    Workspace ws;
+    ws.bytes = 64u << 20;
+    CUDA_CHECK(cudaMalloc(&ws.ptr, ws.bytes));
+    CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
+    const mixgemm_problem p = make_problem(d, opt.single_m, 0, ws);
+    std::string err;
+    for (int it = 0; it < 2; ++it)
+      if (v.run(p, 0, err) != MIXGEMM_OK) { std::printf("%s\n", err.c_str()); return 2; }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::printf("single: %s n=%d k=%d m=%d done\n", v.name.c_str(), d.n, d.k, opt.single_m);
+    g_done = true;
+    return 0;
+  }
+  if (opt.b2b) {
+    ok = b2b_timing(variants);
+    g_done = true;
+    return ok ? 0 : 1;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   if (opt.correctness) ok = correctness(variants, opt);
   const auto t1 = std::chrono::steady_clock::now();

@@ -2,8 +2,9 @@
 
 Candidates are the built kernels of every family that reads the weight's layout, serves the dtype
 key and runs on the GPU's compute capability. Order: an explicit ``kernel=`` name; else a measured
-profile (profiles/<gpu>.json, written by ``mixgemm tune``; see profiles.py); else each family's
-analytical estimate. Choices are cached per (key, M, N, K, group size, device).
+profile (profiles/<gpu>.json, written by ``mixgemm tune``; see profiles.py); else a choice measured
+in this process on first use (``autotune``, see ops.py; shapes no profile covers); else each
+family's analytical estimate. Choices are cached per (key, M, N, K, group size, device).
 """
 from __future__ import annotations
 
@@ -137,6 +138,24 @@ def capability(device_index: int) -> int:
 
 
 _cache: dict = {}
+# (key token, profile group, M bucket, N, K, device, deterministic) -> (kernel name, measured us):
+# choices timed in this process for problems no profile covers (ops.autotune fills it).
+_autotuned: dict[tuple, tuple[str, float]] = {}
+
+
+def autotune_key(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int,
+                 deterministic: bool) -> tuple:
+    return (key.token, profile_group(group_size, k), m_bucket(m), n, k, device_index, deterministic)
+
+
+def record_autotuned(akey: tuple, name: str, us: float) -> None:
+    """Remember a measured choice; drop the cached choices it supersedes."""
+    _autotuned[akey] = (name, us)
+    token, _, bucket, n, k, device_index, deterministic = akey
+    for ck in [ck for ck in _cache if ck[0] == token and len(ck) == 7 and m_bucket(ck[1]) == bucket
+               and ck[2:4] == (n, k) and profile_group(ck[4], k) == akey[1]
+               and ck[5:] == (device_index, deterministic)]:
+        del _cache[ck]
 
 
 def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0,
@@ -234,6 +253,12 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
             spec, index, us = min(measured, key=rank)
             how = "exact" if near is None else f"nearest {near[0]}:{near[1]}"
             choice = Choice(spec, index, f"profile {how}", us)
+    if choice is None and candidates:
+        tuned = _autotuned.get(autotune_key(key, m, n, k, group_size, device_index, deterministic))
+        if tuned is not None:
+            for spec, index, _ in candidates:
+                if spec.name() == tuned[0]:
+                    choice = Choice(spec, index, "autotuned on first use", tuned[1])
     if choice is None and candidates:
         spec, index, us = min(candidates, key=rank)
         choice = Choice(spec, index, "fallback", us)

@@ -5,6 +5,7 @@ picks the kernel (unless forced) with the real M and launches on the current CUD
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional
 
 import torch
@@ -92,6 +93,48 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device)
 
 
+# NOTE(autotune): candidates within this factor of the best estimate are timed, at most this many.
+AUTOTUNE_SPREAD, AUTOTUNE_MAX = 3.0, 6
+
+
+def autotune_enabled() -> bool:
+    """MIXGEMM_AUTOTUNE=0 turns first-use timing off (dispatch then uses the analytical estimate)."""
+    return os.environ.get("MIXGEMM_AUTOTUNE", "1") != "0"
+
+
+def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor,
+             zeros: Optional[torch.Tensor], n: int, k: int, group_size: int, deterministic: bool
+             ) -> Optional[dispatch.Choice]:
+    """Time the likeliest candidates on this problem (x's M, the real weight) and remember the fastest
+    for its M bucket, as a profile entry would: for shapes no profile covers, and GPUs without one.
+    Each candidate runs with L2 flushed before every timed call (as `mixgemm tune` measures), on the
+    current stream, into a scratch output; ranking then credits PDL overlap as dispatch does. None
+    while a CUDA graph is being captured (nothing can be timed then: dispatch keeps its estimate)."""
+    device = x.device.index
+    if torch.cuda.is_current_stream_capturing():
+        return None
+    m = x.shape[0]
+    exp = dispatch.explain_problem(key, m, n, k, group_size, device, deterministic)
+    by_name = dispatch.built_by_name()
+    cands = sorted((us, name) for name, us in exp.candidates if us is not None)
+    if len(cands) < 2:
+        return None
+    cands = [name for us, name in cands if us <= AUTOTUNE_SPREAD * cands[0][0]][:AUTOTUNE_MAX]
+    from .bench import event_us  # noqa: PLC0415 (bench imports ops)
+    cap = dispatch.capability(device)
+    flush = torch.empty(64 << 20, dtype=torch.uint8, device=x.device)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    times = {}
+    with torch.cuda.device(device):
+        for name in cands:
+            plan = _prepare(by_name[name].index, data, scales, zeros, m, n, k, group_size, 0, device)
+            times[name] = event_us(lambda plan=plan: _run(plan, x, out, device), reps=7, before=flush.zero_)
+    best = min(times, key=lambda nm: (times[nm] - by_name[nm].spec.launch_overlap_us(cap), nm))
+    akey = dispatch.autotune_key(key, m, n, k, group_size, device, deterministic)
+    dispatch.record_autotuned(akey, best, round(times[best], 2))
+    return dispatch.Choice(by_name[best].spec, by_name[best].index, "autotuned on first use", times[best])
+
+
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
              n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
              deterministic: bool = False) -> torch.Tensor:
@@ -104,9 +147,16 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
             layout, weight_dtype, x.dtype, m, kernel, deterministic, device.index)
     plan = _launches.get(lkey)
     if plan is None:
-        choice = dispatch.choose(dispatch.key(layout, x.dtype, weight_dtype, zeros is not None), m, n, k, group_size,
-                                 device.index, kernel or None, deterministic)
-        plan = _launches[lkey] = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0, device.index)
+        dkey = dispatch.key(layout, x.dtype, weight_dtype, zeros is not None)
+        choice = dispatch.choose(dkey, m, n, k, group_size, device.index, kernel or None, deterministic)
+        keep = True
+        if choice.source == "fallback" and autotune_enabled():
+            tuned = autotune(dkey, x, data, scales, zeros, n, k, group_size, deterministic)
+            choice = tuned or choice
+            keep = tuned is not None  # captured with the estimate: time it at the next eager call
+        plan = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0, device.index)
+        if keep:
+            _launches[lkey] = plan
     out = torch.empty((m, n), dtype=x.dtype, device=device)
     _run(plan, x, out, device.index)
     return out

@@ -204,8 +204,53 @@ def test_explain_says_why(monkeypatch):
     assert "pick:" in text and "candidates" in text and ("(profile" in text or "(fallback)" in text)
     monkeypatch.setenv("MIXGEMM_PROFILE", "")
     mixgemm.profiles.load_for.cache_clear()
+    mixgemm.dispatch._autotuned.clear()
     assert "(fallback)" in str(mixgemm.explain(x, pw))
     mixgemm.profiles.load_for.cache_clear()
+
+
+def _forget_choices():
+    mixgemm.profiles.load_for.cache_clear()
+    mixgemm.dispatch._autotuned.clear()
+    mixgemm.dispatch._cache.clear()
+    mixgemm.ops._launches.clear()
+
+
+def test_autotune_on_first_use_for_uncovered_shapes(monkeypatch):
+    """Without a profile entry near the shape, the first eager call times the likeliest candidates
+    and later calls (and explain) use the fastest; never while capturing; off with MIXGEMM_AUTOTUNE=0."""
+    monkeypatch.setenv("MIXGEMM_PROFILE", "")
+    _forget_choices()
+    try:
+        pw = make(2816, 1792, "s4", "bf16")
+        x = torch.randn(48, 1792, device="cuda", dtype=torch.bfloat16)
+        assert mixgemm.explain(x, pw).choice.source == "fallback"
+        monkeypatch.setenv("MIXGEMM_AUTOTUNE", "0")
+        assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), "autotune off")
+        assert mixgemm.explain(x, pw).choice.source == "fallback"
+        monkeypatch.setenv("MIXGEMM_AUTOTUNE", "1")
+        _forget_choices()
+        # captured first: nothing is timed, the estimate serves the graph, and nothing is remembered
+        static_x = x.clone()
+        graph = torch.cuda.CUDAGraph()
+        mixgemm.gemm(static_x[:1], pw)  # warm-up of another M bucket (and of the library)
+        with torch.cuda.graph(graph):
+            y_graph = mixgemm.gemm(static_x, pw)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert_close_to_reference(y_graph, reference(x, pw), "captured")
+        assert mixgemm.explain(x, pw).choice.source == "fallback"
+        # eager: timed once, remembered for the M bucket (33..64), correct
+        y = mixgemm.gemm(x, pw)
+        assert_close_to_reference(y, reference(x, pw), "autotuned")
+        exp = mixgemm.explain(x, pw)
+        assert exp.choice.source == "autotuned on first use", str(exp)
+        assert exp.choice.estimate_us is not None and exp.choice.estimate_us > 0
+        x2 = torch.randn(40, 1792, device="cuda", dtype=torch.bfloat16)
+        assert mixgemm.explain(x2, pw).choice.spec == exp.choice.spec
+        assert_close_to_reference(mixgemm.gemm(x2, pw), reference(x2, pw), "same bucket")
+    finally:
+        _forget_choices()
 
 
 def test_weight_on_the_wrong_device_and_deterministic_flag():
