@@ -52,6 +52,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("out_dtype", &mixgemm_problem::out_dtype)
       .def_readwrite("split_k", &mixgemm_problem::split_k)
       .def_readwrite("workspace_bytes", &mixgemm_problem::workspace_bytes)
+      .def_readwrite("flags", &mixgemm_problem::flags)
       .def_readonly("struct_size", &mixgemm_problem::struct_size)
       .def_readonly("version", &mixgemm_problem::version);
 
@@ -74,8 +75,9 @@ PYBIND11_MODULE(_C, m) {
   // NOTE(overhead): the per-weight fields live in `base`, built once per PackedWeight; only what
   // changes per call crosses here, and the struct is copied, so concurrent calls share nothing.
   m.def("run", [](int index, const mixgemm_problem& base, std::uintptr_t x, std::uintptr_t y, int64_t mm,
-                  std::uintptr_t workspace, size_t workspace_bytes, std::uintptr_t stream) {
+                  std::uintptr_t workspace, size_t workspace_bytes, std::uintptr_t stream, uint32_t flags) {
     mixgemm_problem p = base;
+    p.flags = flags;
     p.x = reinterpret_cast<const void*>(x);
     p.y = reinterpret_cast<void*>(y);
     p.m = mm;
@@ -86,6 +88,9 @@ PYBIND11_MODULE(_C, m) {
     if (status == MIXGEMM_INVALID_ARGUMENT || status == MIXGEMM_NO_SUCH_KERNEL || status == MIXGEMM_WRONG_DEVICE)
       throw py::value_error(kernel_label(index) + ": " + err);
     if (status != MIXGEMM_OK) throw std::runtime_error(kernel_label(index) + ": " + err);
-  }, "copy `base`, set x, y, m and the workspace, check and launch on `stream` (a cudaStream_t as int); "
-     "raises ValueError before any launch on bad input");
+  }, "copy `base`, set x, y, m, the workspace and flags (MIXGEMM_FLAG_*), check and launch on `stream` "
+     "(a cudaStream_t as int); raises ValueError before any launch on bad input",
+     py::arg("index"), py::arg("base"), py::arg("x"), py::arg("y"), py::arg("m"), py::arg("workspace"),
+     py::arg("workspace_bytes"), py::arg("stream"), py::arg("flags") = 0u);
+  m.attr("FLAG_INPUTS_READY") = MIXGEMM_FLAG_INPUTS_READY;
 }

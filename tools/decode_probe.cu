@@ -295,6 +295,7 @@ struct Options {
   bool timing = true;
   bool verbose = false;
   bool b2b = false;  // only the back-to-back timing
+  bool ready = false;  // --ready: b2b launches after the first set MIXGEMM_FLAG_INPUTS_READY (same x)
   int single_n = 0, single_k = 0, single_m = 0;  // --single N K M VARIANT: one launch (for ncu)
   std::string single_variant;
   double deadline = 300;
@@ -921,11 +922,11 @@ static bool timing(const std::vector<Variant>& variants) {
 // the weights (>= 512 MB in all, so nothing stays in L2), captured in one CUDA graph (PDL edges
 // kept), no flush in between. Time per launch = graph time / launches. Small shapes also get forced
 // splits, to price the split-K epilogue.
-static bool b2b_timing(const std::vector<Variant>& variants) {
+static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
   const int sms = mixgemm::detail::current_sm_count();
   std::printf("\n== back-to-back timing (CUDA graph): bf16 x s4 g128, rotating weight copies (>= 512 MB), "
-              "100 launches per graph, median of 5 replays; %% of 3.0 TB/s; PDL=%d\n",
-              static_cast<int>(mixgemm::decode::kUsePdl));
+              "100 launches per graph, median of 5 replays; %% of 3.0 TB/s; PDL=%d inputs-ready=%d\n",
+              static_cast<int>(mixgemm::decode::kUsePdl), static_cast<int>(ready));
   struct Shape { int n, k; };
   const std::vector<Shape> shapes = {{16, 64},     {256, 256},   {1024, 4096}, {4096, 4096},
                                      {6144, 4096}, {14336, 4096}, {4096, 14336}, {28672, 4096},
@@ -988,7 +989,11 @@ static bool b2b_timing(const std::vector<Variant>& variants) {
           cudaGraph_t graph;
           cudaGraphExec_t exec;
           CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-          for (int it = 0; it < kLaunches; ++it) v.run_plan(ps[it % rot], plan, st, err);
+          for (int it = 0; it < kLaunches; ++it) {
+            mixgemm_problem pi = ps[it % rot];
+            if (ready && it > 0) pi.flags = MIXGEMM_FLAG_INPUTS_READY;  // same x as the launch before
+            v.run_plan(pi, plan, st, err);
+          }
           CUDA_CHECK(cudaStreamEndCapture(st, &graph));
           CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
           std::vector<double> per;
@@ -1114,6 +1119,7 @@ int main(int argc, char** argv) {
     else if (a == "--time-only") opt.correctness = false;
     else if (a == "--verbose") opt.verbose = true;
     else if (a == "--b2b") opt.b2b = true;
+    else if (a == "--ready") opt.ready = true;
     else if (a == "--single" && i + 4 < argc) {
       opt.single_n = std::atoi(argv[++i]);
       opt.single_k = std::atoi(argv[++i]);
@@ -1122,7 +1128,7 @@ int main(int argc, char** argv) {
     }
     else if (a == "--deadline" && i + 1 < argc) opt.deadline = std::atof(argv[++i]);
     else {
-      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--b2b] [--deadline SECONDS]\n", argv[0]);
+      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--b2b [--ready]] [--single N K M VARIANT] [--deadline SECONDS]\n", argv[0]);
       return 2;
     }
   }
@@ -1165,7 +1171,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (opt.b2b) {
-    ok = b2b_timing(variants);
+    ok = b2b_timing(variants, opt.ready);
     g_done = true;
     return ok ? 0 : 1;
   }

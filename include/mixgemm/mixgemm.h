@@ -24,7 +24,7 @@
 
 extern "C" {
 
-#define MIXGEMM_PROBLEM_VERSION 2
+#define MIXGEMM_PROBLEM_VERSION 3
 
 typedef enum mixgemm_dtype {
   MIXGEMM_DTYPE_DEFAULT = 0,  // the activation dtype
@@ -51,7 +51,15 @@ typedef struct mixgemm_problem {
   int32_t split_k;         // 0: the kernel's choice; n >= 1: exactly n K-slices (kernels that cannot split refuse n > 1)
   void* workspace;         // device memory of mixgemm_workspace_bytes(), or NULL when that is 0
   size_t workspace_bytes;
+  uint32_t flags;          // version 3: MIXGEMM_FLAG_* bits, 0 for none
 } mixgemm_problem;
+
+// flags: the caller promises that x, w, scales and zeros were all written by kernels that have
+// completed before the kernel launched just before this one in `stream` began (in practice: the
+// previous launch in the stream was a mixgemm kernel reading the same x). Kernels that use
+// programmatic dependent launch may then read them, and compute, while that previous kernel still
+// runs; they still wait for it to complete before they write y or the workspace. Others ignore it.
+#define MIXGEMM_FLAG_INPUTS_READY 1u
 
 static inline void mixgemm_problem_init(mixgemm_problem* p) {
   std::memset(p, 0, sizeof(*p));

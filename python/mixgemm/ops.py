@@ -48,6 +48,7 @@ def workspace(device: int, stream: int, nbytes: int) -> torch.Tensor:
 
 
 _current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+_FLAG_INPUTS_READY = 1  # MIXGEMM_FLAG_INPUTS_READY (include/mixgemm/mixgemm.h)
 
 
 class _Launch(NamedTuple):
@@ -75,13 +76,37 @@ def _prepare(index: int, data: torch.Tensor, scales: torch.Tensor, zeros: Option
     return _Launch(index, base, ws_bytes)
 
 
+# NOTE(inputs ready): the x of the last decode-sized launch per (device, stream), held (so its
+# memory cannot be reused while tracked: at most 64 rows) with its version counter. A launch whose
+# x is that tensor (or a view of it), unmodified since (torch bumps the version counter of every
+# in-place write), tells the kernel so (MIXGEMM_FLAG_INPUTS_READY): that x was complete before the
+# previous launch began, so a kernel that overlaps the previous one (programmatic dependent launch)
+# may read it early; q/k/v and gate/up projections of one x then overlap. MIXGEMM_INPUTS_READY=0
+# turns this off (writes to x that bypass torch, through a raw pointer between two launches that
+# read it, are the case it cannot see).
+_last_x: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}
+_INPUTS_READY = os.environ.get("MIXGEMM_INPUTS_READY", "1") != "0"
+_TRACK_MAX_ROWS = 64
+
+
 def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int) -> None:
     if device != _current_device():
         with torch.cuda.device(device):
             return _run(plan, x, out, device)
     stream = _raw_stream(device)
     ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
-    _lib.load().run(plan.index, plan.base, x.data_ptr(), out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream)
+    flags = 0
+    if _INPUTS_READY and not x.is_inference():  # inference tensors keep no version counter
+        prev = _last_x.get((device, stream))
+        if (prev is not None and prev[0].data_ptr() == x.data_ptr() and prev[1] == x._version
+                and prev[0].shape == x.shape):
+            flags = _FLAG_INPUTS_READY
+        if x.shape[0] <= _TRACK_MAX_ROWS:
+            _last_x[(device, stream)] = (x, x._version)
+        elif prev is not None:
+            del _last_x[(device, stream)]
+    _lib.load().run(plan.index, plan.base, x.data_ptr(), out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream,
+                    flags)
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],

@@ -262,3 +262,55 @@ def test_weight_on_the_wrong_device_and_deterministic_flag():
     assert torch.equal(det, mixgemm.gemm(x, pw, deterministic=True))
     assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), "default dispatch")
     assert_close_to_reference(det, reference(x, pw), "deterministic dispatch")
+
+
+def test_projections_of_one_x_read_it_early_and_stay_correct(monkeypatch):
+    """q, k, v and gate, up of one x: every launch after the first tells the kernel that x is ready
+    (MIXGEMM_FLAG_INPUTS_READY), so decode kernels read it while the previous one finishes. Results
+    match the reference eagerly, after x changes in place, and in a replayed CUDA graph whose input
+    is refilled between replays."""
+    weights = [make(n, 2048, "s4", "bf16", seed=i) for i, n in enumerate((2048, 512, 512, 4096, 4096))]
+    lib = mixgemm.ops._lib.load()
+    flags = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(lib, name)
+
+        def run(self, *args):
+            flags.append(args[-1])
+            return lib.run(*args)
+
+    monkeypatch.setattr(mixgemm.ops._lib, "load", lambda: Recorder())
+    monkeypatch.setenv("MIXGEMM_AUTOTUNE", "0")  # its timing launches would interleave here
+    mixgemm.ops._last_x.clear()
+    for m in (1, 16):
+        x = torch.randn(m, 2048, device="cuda", dtype=torch.bfloat16)
+        flags.clear()
+        for pw in weights:
+            assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), f"M={m}")
+        assert flags == [0, 1, 1, 1, 1], flags
+        x.mul_(-0.5)  # in place: the version counter changes, so the next launch waits again
+        flags.clear()
+        for pw in weights:
+            assert_close_to_reference(mixgemm.gemm(x.view(m, 2048), pw), reference(x, pw), f"M={m} after mul_")
+        assert flags == [0, 1, 1, 1, 1], flags
+        with torch.inference_mode():  # no version counter: never flagged
+            xi = torch.randn(m, 2048, device="cuda", dtype=torch.bfloat16)
+            flags.clear()
+            for pw in weights[:2]:
+                assert_close_to_reference(mixgemm.gemm(xi, pw), reference(xi, pw), f"M={m} inference")
+            assert flags == [0, 0], flags
+        static = torch.randn(m, 2048, device="cuda", dtype=torch.bfloat16)
+        for pw in weights:
+            mixgemm.gemm(static, pw)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            ys = [mixgemm.gemm(static, pw) for pw in weights]
+        for trial in range(3):
+            static.copy_(torch.randn_like(static))
+            graph.replay()
+            torch.cuda.synchronize()
+            for y, pw in zip(ys, weights):
+                assert_close_to_reference(y, reference(static, pw), f"M={m} graph replay {trial}")

@@ -25,8 +25,12 @@
 // families that write its first 64 KB, nor used by two launches that may run at the same time.
 //
 // Programmatic Dependent Launch (sm_90, MIXGEMM_DECODE_PDL): the kernel may start while the previous
-// kernel in the stream finishes, but reads and writes no global memory before griddepcontrol.wait,
-// so any previous kernel may have written any of its inputs.
+// kernel in the stream finishes. By default it reads and writes no global memory before
+// griddepcontrol.wait, so any previous kernel may have written any of its inputs, and it lets the
+// next kernel launch right after that wait. With MIXGEMM_FLAG_INPUTS_READY (the caller's promise
+// that the inputs were complete before the previous kernel began) it lets the next kernel launch at
+// once, reads and computes everything, and waits only before its first global write: independent
+// projections of one activation (q, k, v; gate, up) then overlap where SM slots are free.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -161,7 +165,7 @@ struct Params {
   int rows_per_cta;     // R: row blocks per CTA
   int splits;           // S: CTAs along K (gridDim.y)
   int prefetch_atoms;   // k atoms of its slice each warp prefetches into L2 before the PDL wait
-  int early_trigger;    // 1: let the next PDL kernel launch as soon as this one starts
+  int inputs_ready;     // 1: MIXGEMM_FLAG_INPUTS_READY (read before the PDL wait; see the top)
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -575,11 +579,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   extern __shared__ __align__(16) float smem[];
   __shared__ int s_last;
 
-  // The next PDL kernel may launch at once: its CTAs take SM slots as ours retire and prefetch
-  // their weights while our last CTAs finish; its griddepcontrol.wait still waits for all of this
-  // grid to complete and flush. (It launches only once every CTA of ours has started, so it never
-  // takes a slot one of ours still needs.)
-  if (p.early_trigger) grid_dependency_launch_dependents();
+  // With ready inputs the next PDL kernel may launch at once: everything before the kernel ahead of
+  // us had completed when we began, so a successor that reads early (the same x, see the top) reads
+  // complete data. (It launches only once every CTA of ours has started, so it never takes a slot
+  // one of ours still needs.)
+  if (p.inputs_ready) grid_dependency_launch_dependents();
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
@@ -641,11 +645,15 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
     ChunkRegs<kZero, kRowAtoms, kChunk> fa, fb;
     Chunk ca = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);
     Chunk cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
-    // NOTE(PDL): nothing is loaded before the previous kernel has completed (it may have written
-    // any of our inputs: quantize, or a user editing scales in place right before this launch).
-    // Only L2 prefetches go first, and they cannot return stale data (see prefetch_l2_bulk).
-    if (rb < p.nb) prefetch_slice<kZero, kRowAtoms>(rb, a_begin, a_end, p);
-    grid_dependency_wait();
+    // NOTE(PDL): without ready inputs nothing is loaded before the previous kernel has completed (it
+    // may have written any of our inputs: quantize, or a user editing scales in place right before
+    // this launch); only L2 prefetches go first, and they cannot return stale data. The next kernel
+    // may launch once that wait has returned (whatever it reads early was complete by then).
+    if (!p.inputs_ready) {
+      if (rb < p.nb) prefetch_slice<kZero, kRowAtoms>(rb, a_begin, a_end, p);
+      grid_dependency_wait();
+      grid_dependency_launch_dependents();
+    }
     if (ca.len > 0) load_chunk(fa, ca, cx, p);
     if (cb.len > 0) load_chunk(fb, cb, cx, p);
     copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
@@ -677,9 +685,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       cp_async_commit();
     }
   }
-  // The dependent grid's griddepcontrol.wait still waits for this grid to complete and flush, so
-  // letting it launch now (its prologue overlaps our epilogue) is safe.
-  if (!p.early_trigger) grid_dependency_launch_dependents();
+  // Ready inputs: every write (partials, counters, y) waits for the previous kernel, which may
+  // still read or write the workspace, or y's memory before the allocator handed it to us.
+  if (p.inputs_ready) grid_dependency_wait();
   cp_async_wait<0>();  // nothing may still land in the x stages ...
   __syncthreads();     // ... and no warp may still read them: the reduction reuses the bytes
 
@@ -769,19 +777,16 @@ struct DecodePlan {
   size_t smem_bytes = 0;
   size_t workspace_bytes = 0;
   int prefetch_atoms = 0;    // k atoms per warp prefetched into L2 before the PDL wait (sm_90)
-  bool early_trigger = true; // launch_dependents at kernel start rather than after the main loop
 };
 
-// Defaults of the PDL overlap knobs; MIXGEMM_DECODE_PREFETCH_BYTES (per warp, 0 = off) and
-// MIXGEMM_DECODE_EARLY_TRIGGER (0/1) override them, read once per process (for measurements).
+// Default of the PDL overlap knob; MIXGEMM_DECODE_PREFETCH_BYTES (per warp, 0 = off) overrides it,
+// read once per process (for measurements).
 struct OverlapKnobs {
   int prefetch_bytes_per_warp = 8192;  // 16 warps x 132 SMs x 8 KB = 17 MB: a third of H100's L2
-  bool early_trigger = true;
   static const OverlapKnobs& get() {
     static const OverlapKnobs knobs = [] {
       OverlapKnobs k;
       if (const char* v = std::getenv("MIXGEMM_DECODE_PREFETCH_BYTES")) k.prefetch_bytes_per_warp = std::max(0, std::atoi(v));
-      if (const char* v = std::getenv("MIXGEMM_DECODE_EARLY_TRIGGER")) k.early_trigger = std::atoi(v) != 0;
       return k;
     }();
     return knobs;
@@ -835,7 +840,6 @@ struct DecodeGemm {
     plan.smem_bytes = std::max(x_stages, reduction);
     const OverlapKnobs& knobs = OverlapKnobs::get();
     plan.prefetch_atoms = knobs.prefetch_bytes_per_warp / (128 * kRowAtoms);
-    plan.early_trigger = knobs.early_trigger;
     if (splits > 1)
       plan.workspace_bytes = impl::kCounterBytes + sizeof(float) * static_cast<size_t>(splits) *
                                                        kTokens * static_cast<size_t>(p.n);
@@ -992,7 +996,7 @@ struct DecodeGemm {
     kp.rows_per_cta = plan.rows_per_cta;
     kp.splits = plan.splits;
     kp.prefetch_atoms = plan.prefetch_atoms;
-    kp.early_trigger = plan.early_trigger ? 1 : 0;
+    kp.inputs_ready = (p.flags & MIXGEMM_FLAG_INPUTS_READY) && kUsePdl ? 1 : 0;
     kp.counters = nullptr;
     kp.partials = nullptr;
     if (plan.splits > 1) {
