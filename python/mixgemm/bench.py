@@ -160,8 +160,12 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
                 l2 = torch.cuda.get_device_properties(0).L2_cache_size
                 pws = [pw] + [mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act)
                               for _ in range(max(0, min(63, -(-2 * l2 // pw.nbytes()) - 1)))]
-                row["mixgemm_graph_us"] = graph_rotating_us(lambda i: lambda: mixgemm.gemm(x, pws[i % len(pws)]),
-                                                            pw.nbytes(), l2)
+                # NOTE(inputs ready): consecutive calls get different x tensors, as o and down
+                # projections do in a model; repeating one x would let each call overlap the one
+                # before (q/k/v, gate/up), which the layer bench measures where the model does it.
+                x_alt = [x, x.clone()]
+                row["mixgemm_graph_us"] = graph_rotating_us(
+                    lambda i: lambda: mixgemm.gemm(x_alt[i % 2], pws[i % len(pws)]), pw.nbytes(), l2)
                 del pws
                 if "cublas" in vs:
                     ws = [w_deq] + [w_deq.clone() for _ in range(max(0, min(15, -(-2 * l2 // (w_deq.numel() * 2)) - 1)))]
@@ -294,16 +298,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def graph_rotating_us(make_call: Callable[[int], Callable[[], object]], copy_bytes: int, l2_bytes: int) -> float:
     """Microseconds per call in a CUDA graph of back-to-back calls that rotate over enough weight
-    copies (make_call(i) uses copy i) to exceed twice the L2, so weights come from DRAM."""
-    copies = max(1, -(-2 * l2_bytes // max(copy_bytes, 1)))
-    calls = [make_call(i) for i in range(min(copies, 64))]
-    rounds = max(1, 16 // len(calls))
+    copies (call i uses copy i % copies: make_call(i) picks it) to exceed twice the L2, so weights
+    come from DRAM."""
+    copies = min(max(1, -(-2 * l2_bytes // max(copy_bytes, 1))), 64)
+    rounds = max(1, 16 // copies)
+    calls = [make_call(i) for i in range(rounds * copies)]  # call i uses copy i % copies (make_call's job)
 
     def seq():
-        for _ in range(rounds):
-            for c in calls:
-                c()
-    return graph_us(seq) / (rounds * len(calls))
+        for c in calls:
+            c()
+    return graph_us(seq) / len(calls)
 
 
 def main(args: argparse.Namespace) -> int:

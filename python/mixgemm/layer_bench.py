@@ -17,6 +17,9 @@ MODELS = {  # (name, N = out features, K = in features) per projection, as in th
     "llama3-70b": [("q", 8192, 8192), ("k", 1024, 8192), ("v", 1024, 8192), ("o", 8192, 8192),
                    ("gate", 28672, 8192), ("up", 28672, 8192), ("down", 8192, 28672)],
 }
+# Which projections read the same input tensor, as in the model: q, k, v read the attention norm's
+# output; o the attention output; gate, up the MLP norm's output; down the activation product.
+INPUT_OF = {"q": "attn", "k": "attn", "v": "attn", "o": "o", "gate": "mlp", "up": "mlp", "down": "down"}
 
 
 def run_layer(model: str, batches: list[int], layers: int, weight_dtype: str, group_size: int,
@@ -35,8 +38,10 @@ def run_layer(model: str, batches: list[int], layers: int, weight_dtype: str, gr
     w4_bytes = sum(pw.nbytes() for pw in packed[:len(projections)])
     rows = []
     for m in batches:
-        xs = {k: torch.randn(m, k, device="cuda", dtype=act) for k in {k for _, _, k in projections}}
-        order = [xs[k] for _ in range(layers) for _, _, k in projections]
+        # one input tensor per (layer, role): projections share an input only where the model does
+        xs = [{INPUT_OF[name]: torch.randn(m, k, device="cuda", dtype=act) for name, _, k in projections}
+              for _ in range(layers)]
+        order = [xs[layer][INPUT_OF[name]] for layer in range(layers) for name, _, _ in projections]
         for x, pw in zip(order[:len(projections)], packed):
             assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), f"layer bench M={m}")
 
@@ -48,8 +53,8 @@ def run_layer(model: str, batches: list[int], layers: int, weight_dtype: str, gr
             for x, pw in zip(order, packed):
                 mixgemm.gemm(x, pw)
 
-        row = {"m": m, "kernels": sorted({mixgemm.explain(xs[k], pw).choice.spec.name()
-                                          for (_, _, k), pw in zip(projections, packed)})}
+        row = {"m": m, "kernels": sorted({mixgemm.explain(x, pw).choice.spec.name()
+                                          for x, pw in zip(order[:len(projections)], packed)})}
         for label, fn in (("bf16", run_dense), ("mixgemm", run_mixgemm)):
             row[f"{label}_graph_us"] = graph_us(fn) / layers
             row[f"{label}_eager_us"] = event_us(fn) / layers
