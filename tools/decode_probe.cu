@@ -725,6 +725,23 @@ __global__ void stream_read(const uint4* __restrict__ p, size_t n16, uint32_t* o
   if (acc == 0x9E3779B9u) out[0] = acc;  // practically never: keeps the loads alive
 }
 
+// A launch configuration with or without the programmatic-dependent-launch attribute.
+struct PdlLaunch {
+  cudaLaunchConfig_t cfg = {};
+  cudaLaunchAttribute attr[1];
+  PdlLaunch(dim3 grid, dim3 block, cudaStream_t stream, bool pdl) {
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = stream;
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+  }
+  PdlLaunch(const PdlLaunch&) = delete;  // cfg.attrs points into this object
+  PdlLaunch& operator=(const PdlLaunch&) = delete;
+};
+
 // Median time (us) of `launch` over runs, each after an L2 flush.
 template <class F>
 static double time_median(F&& launch, void* flush, size_t flush_bytes, std::vector<cudaEvent_t>& ev,
@@ -747,15 +764,8 @@ static double time_median(F&& launch, void* flush, size_t flush_bytes, std::vect
 static void calibrate(void* flush, size_t flush_bytes, std::vector<cudaEvent_t>& ev, int runs) {
   std::printf("== calibration (same harness: median of %d, L2 flushed before each)\n", runs);
   for (int pdl = 0; pdl < 2; ++pdl) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(264);
-    cfg.blockDim = dim3(256);
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl;
-    const double us = time_median([&] { CUDA_CHECK(cudaLaunchKernelEx(&cfg, empty_kernel)); }, flush,
+    PdlLaunch l(dim3(264), dim3(256), 0, pdl != 0);
+    const double us = time_median([&] { CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, empty_kernel)); }, flush,
                                   flush_bytes, ev, runs);
     std::printf("   empty kernel, 264 x 256 threads, %s PDL attribute: %7.2f us\n", pdl ? "with   " : "without", us);
   }
@@ -918,6 +928,33 @@ static bool timing(const std::vector<Variant>& variants) {
   return true;
 }
 
+// Captures `launches` calls of `enqueue(i)` on `st` into one CUDA graph, replays it 6 times and
+// returns the median of the last 5 replays' time per launch (us).
+template <class F>
+static double graph_us_per_launch(cudaStream_t st, cudaEvent_t e0, cudaEvent_t e1, int launches, F&& enqueue) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  for (int it = 0; it < launches; ++it) enqueue(it);
+  CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  std::vector<double> per;
+  for (int rep = 0; rep < 6; ++rep) {
+    CUDA_CHECK(cudaEventRecord(e0, st));
+    CUDA_CHECK(cudaGraphLaunch(exec, st));
+    CUDA_CHECK(cudaEventRecord(e1, st));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    if (rep > 0) per.push_back(1e3 * ms / launches);
+  }
+  CUDA_CHECK(cudaGetLastError());
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  std::sort(per.begin(), per.end());
+  return per[per.size() / 2];
+}
+
 // Back to back, as in a model under a CUDA graph: the same kernel launched over rotating copies of
 // the weights (>= 512 MB in all, so nothing stays in L2), captured in one CUDA graph (PDL edges
 // kept), no flush in between. Time per launch = graph time / launches. Small shapes also get forced
@@ -981,36 +1018,18 @@ static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
             plans.push_back({pl, "forced"});
           }
         if (wbytes <= (30u << 20)) plans.push_back({plans[0].first, "L2"});
-        for (const auto& [plan, tag] : plans) {
+        for (const auto& entry : plans) {
+          const DecodePlan& plan = entry.first;
+          const char* tag = entry.second;
           constexpr int kLaunches = 100;
           const int rot = std::strcmp(tag, "L2") == 0 ? 1 : copies;  // L2: the same weights every time
           v.run_plan(ps[0], plan, st, err);  // opt-in attributes outside the capture
           CUDA_CHECK(cudaStreamSynchronize(st));
-          cudaGraph_t graph;
-          cudaGraphExec_t exec;
-          CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-          for (int it = 0; it < kLaunches; ++it) {
+          const double us = graph_us_per_launch(st, e0, e1, kLaunches, [&](int it) {
             mixgemm_problem pi = ps[it % rot];
             if (ready && it > 0) pi.flags = MIXGEMM_FLAG_INPUTS_READY;  // same x as the launch before
             v.run_plan(pi, plan, st, err);
-          }
-          CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-          CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-          std::vector<double> per;
-          for (int rep = 0; rep < 6; ++rep) {
-            CUDA_CHECK(cudaEventRecord(e0, st));
-            CUDA_CHECK(cudaGraphLaunch(exec, st));
-            CUDA_CHECK(cudaEventRecord(e1, st));
-            CUDA_CHECK(cudaEventSynchronize(e1));
-            float ms = 0;
-            CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-            if (rep > 0) per.push_back(1e3 * ms / kLaunches);
-          }
-          CUDA_CHECK(cudaGetLastError());
-          cudaGraphExecDestroy(exec);
-          cudaGraphDestroy(graph);
-          std::sort(per.begin(), per.end());
-          const double us = per[per.size() / 2];
+          });
           std::printf("   n=%-6d k=%-6d m=%-2d %-18s S=%d W=%d R=%d grid=%dx%d %-6s %8.2f us %6.1f%%\n", sh.n, sh.k, m,
                       v.name.c_str(), plan.splits, plan.warps_k, plan.rows_per_cta, plan.grid_x, plan.splits, tag,
                       us, 100.0 * bytes / (us * 1e-6) / 3.0e12);
@@ -1035,38 +1054,12 @@ static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
         fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(b), bytes / 4, 5u);
       }
       for (int pdl = 0; pdl < 2; ++pdl) {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(sms * 8);
-        cfg.blockDim = dim3(256);
-        cfg.stream = st;
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = pdl;
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        for (int it = 0; it < 50; ++it)
-          CUDA_CHECK(cudaLaunchKernelEx(&cfg, stream_read, static_cast<const uint4*>(bufs[it % copies]), bytes / 16, out));
-        CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-        CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-        std::vector<double> per;
-        for (int rep = 0; rep < 6; ++rep) {
-          CUDA_CHECK(cudaEventRecord(e0, st));
-          CUDA_CHECK(cudaGraphLaunch(exec, st));
-          CUDA_CHECK(cudaEventRecord(e1, st));
-          CUDA_CHECK(cudaEventSynchronize(e1));
-          float ms = 0;
-          CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-          if (rep > 0) per.push_back(1e3 * ms / 50);
-        }
-        std::sort(per.begin(), per.end());
-        const double us = per[per.size() / 2];
+        PdlLaunch l(dim3(sms * 8), dim3(256), st, pdl != 0);
+        const double us = graph_us_per_launch(st, e0, e1, 50, [&](int it) {
+          CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, stream_read, static_cast<const uint4*>(bufs[it % copies]), bytes / 16, out));
+        });
         std::printf("   streaming read %4zu MB, %s PDL attribute: %8.2f us  %5.1f%% of 3.0 TB/s\n", mb,
                     pdl ? "with   " : "without", us, 100.0 * bytes / (us * 1e-6) / 3.0e12);
-        cudaGraphExecDestroy(exec);
-        cudaGraphDestroy(graph);
       }
       for (auto& b : bufs) cudaFree(b);
     }
@@ -1074,35 +1067,9 @@ static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
   }
   // The harness floor: an empty kernel, launched the same way.
   for (int pdl = 0; pdl < 2; ++pdl) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(264);
-    cfg.blockDim = dim3(256);
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl;
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int it = 0; it < 100; ++it) CUDA_CHECK(cudaLaunchKernelEx(&cfg, empty_kernel));
-    CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    std::vector<double> per;
-    for (int rep = 0; rep < 6; ++rep) {
-      CUDA_CHECK(cudaEventRecord(e0, st));
-      CUDA_CHECK(cudaGraphLaunch(exec, st));
-      CUDA_CHECK(cudaEventRecord(e1, st));
-      CUDA_CHECK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      if (rep > 0) per.push_back(1e3 * ms / 100);
-    }
-    std::sort(per.begin(), per.end());
-    std::printf("   empty kernel 264 x 256, %s PDL attribute: %6.2f us per launch\n", pdl ? "with" : "without", per[per.size() / 2]);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
+    PdlLaunch l(dim3(264), dim3(256), st, pdl != 0);
+    const double us = graph_us_per_launch(st, e0, e1, 100, [&](int) { CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, empty_kernel)); });
+    std::printf("   empty kernel 264 x 256, %s PDL attribute: %6.2f us per launch\n", pdl ? "with" : "without", us);
   }
   cudaStreamDestroy(st);
   cudaEventDestroy(e0);
