@@ -43,6 +43,7 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop.cu"
@@ -50,6 +51,7 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop.cu"
@@ -57,6 +59,7 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop.cu"
@@ -64,6 +67,7 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x64x64_c1x1_coop_sk.cu"
 )
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t16x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t16x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -108,6 +112,7 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -115,6 +120,7 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_b
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -122,6 +128,7 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -129,3 +136,4 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f1
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
