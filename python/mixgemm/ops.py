@@ -130,9 +130,10 @@ def autotune_enabled() -> bool:
 def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor,
              zeros: Optional[torch.Tensor], n: int, k: int, group_size: int, deterministic: bool
              ) -> Optional[dispatch.Choice]:
-    """Time the likeliest candidates on this problem (x's M, the real weight) and remember the fastest
-    for its M bucket, as a profile entry would: for shapes no profile covers, and GPUs without one.
-    Each candidate runs with L2 flushed before every timed call (as `mixgemm tune` measures), on the
+    """Time the likeliest candidates on this problem (x's M, the real weight: those whose estimate is
+    within AUTOTUNE_SPREAD of the best, at most AUTOTUNE_MAX, plus each family's best estimate) and
+    remember the fastest for its M bucket, as a profile entry would: for shapes no profile covers,
+    and GPUs without one. Each candidate runs with L2 flushed before every timed call (as `mixgemm tune` measures), on the
     current stream, into a scratch output; ranking then credits PDL overlap as dispatch does. None
     while a CUDA graph is being captured (nothing can be timed then: dispatch keeps its estimate)."""
     device = x.device.index
@@ -144,7 +145,12 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     cands = sorted((us, name) for name, us in exp.candidates if us is not None)
     if len(cands) < 2:
         return None
-    cands = [name for us, name in cands if us <= AUTOTUNE_SPREAD * cands[0][0]][:AUTOTUNE_MAX]
+    picked = [name for us, name in cands if us <= AUTOTUNE_SPREAD * cands[0][0]][:AUTOTUNE_MAX]
+    # and each family's best estimate, so a family the model misjudges on this shape is still timed
+    best_of_family = {}
+    for us, name in cands:
+        best_of_family.setdefault(by_name[name].spec.token, name)
+    cands = picked + [name for name in best_of_family.values() if name not in picked]
     from .bench import event_us  # noqa: PLC0415 (bench imports ops)
     cap = dispatch.capability(device)
     flush = torch.empty(64 << 20, dtype=torch.uint8, device=x.device)
