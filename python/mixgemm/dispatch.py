@@ -148,6 +148,23 @@ def autotune_key(key: DispatchKey, m: int, n: int, k: int, group_size: int, devi
     return (key.token, profile_group(group_size, k), m_bucket(m), n, k, device_index, deterministic)
 
 
+# NOTE(autotune): candidates within this factor of the best estimate are timed, at most this many,
+# plus each family's best estimate (so a family the model misjudges on a shape is still measured).
+AUTOTUNE_SPREAD, AUTOTUNE_MAX = 3.0, 6
+
+
+def autotune_candidates(candidates: list[tuple[str, Optional[float]]], family_of: dict[str, str]) -> list[str]:
+    """The kernels first-use autotuning times, from explain's (name, estimate) candidates."""
+    ranked = sorted((us, name) for name, us in candidates if us is not None)
+    if not ranked:
+        return []
+    picked = [name for us, name in ranked if us <= AUTOTUNE_SPREAD * ranked[0][0]][:AUTOTUNE_MAX]
+    best_of_family: dict[str, str] = {}
+    for _, name in ranked:
+        best_of_family.setdefault(family_of[name], name)
+    return picked + [name for name in best_of_family.values() if name not in picked]
+
+
 def record_autotuned(akey: tuple, name: str, us: float) -> None:
     """Remember a measured choice; drop the cached choices it supersedes."""
     _autotuned[akey] = (name, us)

@@ -118,10 +118,6 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device)
 
 
-# NOTE(autotune): candidates within this factor of the best estimate are timed, at most this many.
-AUTOTUNE_SPREAD, AUTOTUNE_MAX = 3.0, 6
-
-
 def autotune_enabled() -> bool:
     """MIXGEMM_AUTOTUNE=0 turns first-use timing off (dispatch then uses the analytical estimate)."""
     return os.environ.get("MIXGEMM_AUTOTUNE", "1") != "0"
@@ -130,27 +126,21 @@ def autotune_enabled() -> bool:
 def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor,
              zeros: Optional[torch.Tensor], n: int, k: int, group_size: int, deterministic: bool
              ) -> Optional[dispatch.Choice]:
-    """Time the likeliest candidates on this problem (x's M, the real weight: those whose estimate is
-    within AUTOTUNE_SPREAD of the best, at most AUTOTUNE_MAX, plus each family's best estimate) and
-    remember the fastest for its M bucket, as a profile entry would: for shapes no profile covers,
-    and GPUs without one. Each candidate runs with L2 flushed before every timed call (as `mixgemm tune` measures), on the
-    current stream, into a scratch output; ranking then credits PDL overlap as dispatch does. None
-    while a CUDA graph is being captured (nothing can be timed then: dispatch keeps its estimate)."""
+    """Time the likeliest candidates on this problem (x's M, the real weight; which ones:
+    dispatch.autotune_candidates) and remember the fastest for its M bucket, as a profile entry
+    would: for shapes no profile covers, and GPUs without one. Each candidate runs with L2 flushed
+    before every timed call (as `mixgemm tune` measures), on the current stream, into a scratch
+    output; ranking then credits PDL overlap as dispatch does. None while a CUDA graph is being
+    captured (nothing can be timed then: dispatch keeps its estimate)."""
     device = x.device.index
     if torch.cuda.is_current_stream_capturing():
         return None
     m = x.shape[0]
     exp = dispatch.explain_problem(key, m, n, k, group_size, device, deterministic)
     by_name = dispatch.built_by_name()
-    cands = sorted((us, name) for name, us in exp.candidates if us is not None)
+    cands = dispatch.autotune_candidates(exp.candidates, {nm: b.spec.token for nm, b in by_name.items()})
     if len(cands) < 2:
         return None
-    picked = [name for us, name in cands if us <= AUTOTUNE_SPREAD * cands[0][0]][:AUTOTUNE_MAX]
-    # and each family's best estimate, so a family the model misjudges on this shape is still timed
-    best_of_family = {}
-    for us, name in cands:
-        best_of_family.setdefault(by_name[name].spec.token, name)
-    cands = picked + [name for name in best_of_family.values() if name not in picked]
     from .bench import event_us  # noqa: PLC0415 (bench imports ops)
     cap = dispatch.capability(device)
     flush = torch.empty(64 << 20, dtype=torch.uint8, device=x.device)

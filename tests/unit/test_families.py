@@ -100,3 +100,37 @@ def test_manifest_json_is_plain_json(toy, tmp_path):
     generate(default_kernels(), tmp_path)
     doc = json.loads((tmp_path / "manifest.json").read_text())
     assert doc["version"] == 2 and {e["family"] for e in doc["kernels"]} == {"sm90", "dec", "toy"}
+
+
+def test_autotune_candidates_and_remembered_choices(toy, monkeypatch):
+    """Which kernels first-use autotuning times (CPU: the selection), and how a remembered choice
+    then serves explain and choose for the whole M bucket (the timing itself runs on the GPU tests)."""
+    # within 3x of the best estimate, at most 6, plus each family's best estimate
+    cands = [(f"k{i}", 10.0 + i) for i in range(8)] + [("far", 100.0), ("other_best", 50.0), ("none", None)]
+    family = {name: "a" for name, _ in cands} | {"other_best": "b", "far": "b"}
+    assert dispatch.autotune_candidates(cands, family) == ["k0", "k1", "k2", "k3", "k4", "k5", "other_best"]
+    assert dispatch.autotune_candidates([("x", None)], {"x": "a"}) == []
+
+    built = ((TOY, (86, 87, 89)), ("mixgemm_dec_bf16xs4_g_bf16_t32x16", (80, 86, 87, 89, 90)))
+    monkeypatch.setattr(_lib, "built_kernels", lambda: built)
+    monkeypatch.setattr(dispatch, "capability", lambda device_index: 86)
+    monkeypatch.setattr(dispatch, "sm_count", lambda device_index: 84)
+    dispatch.built.cache_clear()
+    dispatch.built_by_name.cache_clear()
+    monkeypatch.setenv("MIXGEMM_PROFILE", "")
+    try:
+        key = dispatch.key(W4_MMA16, __import__("torch").bfloat16, "s4", False)
+        assert dispatch.choose(key, 5, 4096, 4096, 128).spec.name() == TOY  # the estimate
+        akey = dispatch.autotune_key(key, 5, 4096, 4096, 128, 0, False)
+        dispatch.record_autotuned(akey, "mixgemm_dec_bf16xs4_g_bf16_t32x16", 7.5)
+        for m in (5, 8):  # the same M bucket (5..8), the cached estimate is gone
+            c = dispatch.choose(key, m, 4096, 4096, 128)
+            assert (c.spec.name(), c.source, c.estimate_us) == ("mixgemm_dec_bf16xs4_g_bf16_t32x16",
+                                                                 "autotuned on first use", 7.5)
+        assert dispatch.choose(key, 9, 4096, 4096, 128).source == "fallback"  # another bucket
+        assert dispatch.choose(key, 5, 4096, 8192, 128).source == "fallback"  # another shape
+    finally:
+        dispatch.built.cache_clear()
+        dispatch.built_by_name.cache_clear()
+        dispatch._cache.clear()
+        dispatch._autotuned.clear()
