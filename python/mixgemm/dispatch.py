@@ -166,13 +166,10 @@ def autotune_candidates(candidates: list[tuple[str, Optional[float]]], family_of
 
 
 def record_autotuned(akey: tuple, name: str, us: float) -> None:
-    """Remember a measured choice; drop the cached choices it supersedes."""
+    """Remember a measured choice. Cached choices are dropped (a rare event: once per shape and M
+    bucket), so those it supersedes are made again."""
     _autotuned[akey] = (name, us)
-    token, _, bucket, n, k, device_index, deterministic = akey
-    for ck in [ck for ck in _cache if ck[0] == token and len(ck) == 7 and m_bucket(ck[1]) == bucket
-               and ck[2:4] == (n, k) and profile_group(ck[4], k) == akey[1]
-               and ck[5:] == (device_index, deterministic)]:
-        del _cache[ck]
+    _cache.clear()
 
 
 def choose(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0,

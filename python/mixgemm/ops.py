@@ -84,7 +84,7 @@ def _prepare(index: int, data: torch.Tensor, scales: torch.Tensor, zeros: Option
 # may read it early; q/k/v and gate/up projections of one x then overlap. MIXGEMM_INPUTS_READY=0
 # turns this off (writes to x that bypass torch, through a raw pointer between two launches that
 # read it, are the case it cannot see).
-_last_x: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}
+_last_x: dict[tuple[int, int], tuple[torch.Tensor, tuple]] = {}  # (x, (address, version, shape))
 _INPUTS_READY = os.environ.get("MIXGEMM_INPUTS_READY", "1") != "0"
 _TRACK_MAX_ROWS = 64
 
@@ -95,18 +95,18 @@ def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int) -> None
             return _run(plan, x, out, device)
     stream = _raw_stream(device)
     ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
+    x_ptr = x.data_ptr()
     flags = 0
     if _INPUTS_READY and not x.is_inference():  # inference tensors keep no version counter
+        token = (x_ptr, x._version, x.shape)
         prev = _last_x.get((device, stream))
-        if (prev is not None and prev[0].data_ptr() == x.data_ptr() and prev[1] == x._version
-                and prev[0].shape == x.shape):
+        if prev is not None and prev[1] == token:
             flags = _FLAG_INPUTS_READY
         if x.shape[0] <= _TRACK_MAX_ROWS:
-            _last_x[(device, stream)] = (x, x._version)
+            _last_x[(device, stream)] = (x, token)
         elif prev is not None:
             del _last_x[(device, stream)]
-    _lib.load().run(plan.index, plan.base, x.data_ptr(), out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream,
-                    flags)
+    _lib.load().run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags)
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
@@ -130,11 +130,9 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     dispatch.autotune_candidates) and remember the fastest for its M bucket, as a profile entry
     would: for shapes no profile covers, and GPUs without one. Each candidate runs with L2 flushed
     before every timed call (as `mixgemm tune` measures), on the current stream, into a scratch
-    output; ranking then credits PDL overlap as dispatch does. None while a CUDA graph is being
-    captured (nothing can be timed then: dispatch keeps its estimate)."""
+    output; ranking then credits PDL overlap as dispatch does. None when fewer than two kernels are
+    candidates. Not for use while a CUDA graph is being captured (nothing can be timed then)."""
     device = x.device.index
-    if torch.cuda.is_current_stream_capturing():
-        return None
     m = x.shape[0]
     exp = dispatch.explain_problem(key, m, n, k, group_size, device, deterministic)
     by_name = dispatch.built_by_name()
@@ -172,9 +170,10 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
         choice = dispatch.choose(dkey, m, n, k, group_size, device.index, kernel or None, deterministic)
         keep = True
         if choice.source == "fallback" and autotune_enabled():
-            tuned = autotune(dkey, x, data, scales, zeros, n, k, group_size, deterministic)
-            choice = tuned or choice
-            keep = tuned is not None  # captured with the estimate: time it at the next eager call
+            if torch.cuda.is_current_stream_capturing():
+                keep = False  # the capture keeps the estimate; the next eager call times it
+            else:
+                choice = autotune(dkey, x, data, scales, zeros, n, k, group_size, deterministic) or choice
         plan = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0, device.index)
         if keep:
             _launches[lkey] = plan
