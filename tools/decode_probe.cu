@@ -432,8 +432,8 @@ static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_
   if (status == MIXGEMM_OK) status = plan ? v.run_plan(p, *plan, 0, err) : v.run(p, 0, err);
   st.cases++;
   char cfg[160];
-  std::snprintf(cfg, sizeof cfg, "%-18s %s n=%-5d k=%-5d g=%-5d m=%-2d S=%d W=%d R=%d grid=%d", v.name.c_str(),
-                tag, d.n, d.k, d.group, m, used.splits, used.warps_k, used.rows_per_cta, used.grid_x);
+  std::snprintf(cfg, sizeof cfg, "%-18s %s n=%-5d k=%-5d g=%-5d m=%-2d S=%d%s W=%d R=%d grid=%d", v.name.c_str(),
+                tag, d.n, d.k, d.group, m, used.splits, used.cluster ? "c" : "", used.warps_k, used.rows_per_cta, used.grid_x);
   if (status != MIXGEMM_OK) {
     std::printf("FAIL %s: status %d: %s\n", cfg, status, err.c_str());
     st.failures++;
@@ -527,11 +527,13 @@ static bool check_refusals(const std::vector<Variant>& variants) {
   add("x_scales", [](mixgemm_problem& p) { p.x_scales = buf; }, &v);
   add("out_dtype f16", [](mixgemm_problem& p) { p.out_dtype = MIXGEMM_DTYPE_F16; }, &v);
   add("split_k -1", [](mixgemm_problem& p) { p.split_k = -1; }, &v);
-  add("split_k 3 no workspace", [](mixgemm_problem& p) { p.split_k = 3; }, &v);
+  // 9 splits: more than a cluster reduces, so through the workspace (refused by run(), before launch)
+  add("split_k 9 no workspace", [](mixgemm_problem& p) { p.split_k = 9; }, &v);
   bool ok = true;
   for (auto& c : cases) {
     std::string err;
-    const int st = c.v->check(c.p, err);
+    int st = c.v->check(c.p, err);
+    if (st == MIXGEMM_OK) st = c.v->run(c.p, 0, err);
     const bool refused = st == MIXGEMM_INVALID_ARGUMENT && !err.empty();
     if (!refused) ok = false;
     std::printf("  %-24s -> %s%s%s\n", c.what, refused ? "refused: " : "NOT REFUSED (status ",
@@ -657,6 +659,21 @@ static bool correctness(const std::vector<Variant>& variants, const Options& opt
                             same ? "a run failed" : "bits differ between two runs");
               }
               // Independent of M: token 0's row is the same bits at m = 1 as at m = kTokens.
+              // The cluster reduction and the workspace one add the partials in the same order.
+              const DecodePlan pc = v.finish_plan(make_problem(d, v.tokens, split, ws), 3, 4);
+              if (pc.cluster) {
+                DecodePlan pw = pc;
+                pw.cluster = false;
+                pw.workspace_bytes = mixgemm::decode::impl::kCounterBytes + sizeof(float) * 3 * v.tokens * d.n;
+                std::vector<uint16_t> e, f;
+                run_and_verify(v, d, v.tokens, 0, &pc, ws, "clus ", opt, tmp, &e);
+                run_and_verify(v, d, v.tokens, 0, &pw, ws, "wksp ", opt, tmp, &f);
+                per_variant[vi].cases++;
+                if (e != f || tmp.failures) {
+                  per_variant[vi].failures++;
+                  std::printf("FAIL %s: cluster and workspace reductions give different bits\n", v.name.c_str());
+                }
+              }
               std::vector<uint16_t> c;
               run_and_verify(v, d, 1, split, nullptr, ws, "det-1", opt, per_variant[vi], &c);
               per_variant[vi].cases++;
@@ -882,8 +899,8 @@ static bool timing(const std::vector<Variant>& variants) {
           }
           const double us = time_median([&] { v.run_plan(p0, plan, 0, err); }, flush, flush_bytes, ev, kRuns);
           char pl[96];
-          std::snprintf(pl, sizeof pl, "S=%d W=%d R=%d grid=%dx%d thr=%d", plan.splits, plan.warps_k,
-                        plan.rows_per_cta, plan.grid_x, plan.splits, plan.threads);
+          std::snprintf(pl, sizeof pl, "S=%d%s W=%d R=%d grid=%dx%d thr=%d", plan.splits, plan.cluster ? "c" : "",
+                        plan.warps_k, plan.rows_per_cta, plan.grid_x, plan.splits, plan.threads);
           const double pct = 100.0 * bytes / (us * 1e-6) / 3.0e12;
           rows.push_back({sh.n, sh.k, m, v.name, pl, us, pct, automatic});
           std::printf("   n=%-6d k=%-6d m=%-2d %-18s %-40s %s %8.2f us %6.1f%%\n", sh.n, sh.k, m,
@@ -1030,8 +1047,8 @@ static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
             if (ready && it > 0) pi.flags = MIXGEMM_FLAG_INPUTS_READY;  // same x as the launch before
             v.run_plan(pi, plan, st, err);
           });
-          std::printf("   n=%-6d k=%-6d m=%-2d %-18s S=%d W=%d R=%d grid=%dx%d %-6s %8.2f us %6.1f%%\n", sh.n, sh.k, m,
-                      v.name.c_str(), plan.splits, plan.warps_k, plan.rows_per_cta, plan.grid_x, plan.splits, tag,
+          std::printf("   n=%-6d k=%-6d m=%-2d %-18s S=%d%s W=%d R=%d grid=%dx%d %-6s %8.2f us %6.1f%%\n", sh.n, sh.k, m,
+                      v.name.c_str(), plan.splits, plan.cluster ? "c" : "", plan.warps_k, plan.rows_per_cta, plan.grid_x, plan.splits, tag,
                       us, 100.0 * bytes / (us * 1e-6) / 3.0e12);
         }
       }

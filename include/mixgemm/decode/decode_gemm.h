@@ -14,11 +14,13 @@
 // K splits. A warp walks its slice in chunks: the next chunk's weights (registers, one 128-byte atom
 // per warp-wide 32-bit load) and x (cp.async into a per-warp shared stage, read with ldmatrix) are
 // in flight while the current chunk is dequantized and multiplied. Warps of a CTA reduce through
-// shared memory in fixed order; CTAs of one row tile reduce through the workspace with the "last
-// block reduces" pattern (fixed order, no waiting on other CTAs, self-resetting counters). Results
-// are bit-identical run to run, and independent of M.
+// shared memory in fixed order. The S CTAs of one row tile reduce either as one thread-block
+// cluster through distributed shared memory (sm_90, S <= 8: two cluster barriers, no global
+// traffic), or through the workspace with the "last block reduces" pattern (no waiting on other
+// CTAs, self-resetting counters). Both add the partials in the same order: results are
+// bit-identical run to run, either way, and independent of M.
 //
-// Workspace: needed only when S > 1 (workspace_bytes says how much): 64 KB of counters at its start
+// Workspace: needed only when S > 1 without a cluster (workspace_bytes says how much): 64 KB of counters at its start
 // (the same place for every shape and plan), then fp32 partials. The caller zero-fills it once
 // before its first use; the kernel leaves the counters at zero again when it completes, so one
 // cached workspace serves every shape of this family. It must not be shared with other kernel
@@ -166,6 +168,8 @@ struct Params {
   int splits;           // S: CTAs along K (gridDim.y)
   int prefetch_atoms;   // k atoms of its slice each warp prefetches into L2 before the PDL wait
   int inputs_ready;     // 1: MIXGEMM_FLAG_INPUTS_READY (read before the PDL wait; see the top)
+  int cluster;          // 1: the S CTAs of a row tile are one thread-block cluster and reduce
+                        // through distributed shared memory (sm_90; no workspace)
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -269,6 +273,31 @@ __device__ __forceinline__ void grid_dependency_wait() {
 __device__ __forceinline__ void grid_dependency_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if constexpr (kUsePdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Thread-block cluster barrier and distributed shared memory (sm_90). arrive has release and wait
+// acquire semantics (the defaults), so shared-memory writes and reads before an arrive are ordered
+// before everything after the matching wait, in every CTA of the cluster. Every thread of every
+// CTA executes each arrive and wait (".aligned": the whole warp together).
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+// The address of the same shared-memory location in the CTA of cluster rank `rank`.
+__device__ __forceinline__ uint32_t map_to_rank(uint32_t smem_addr, uint32_t rank) {
+  uint32_t d = smem_addr;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(d) : "r"(smem_addr), "r"(rank));
+#endif
+  return d;
+}
+__device__ __forceinline__ void st_cluster4(uint32_t addr, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(addr), "f"(v.x), "f"(v.y), "f"(v.z),
+               "f"(v.w)
+               : "memory");
 #endif
 }
 
@@ -720,14 +749,54 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   const int ldn4 = ldn / 4;
   Act* y = static_cast<Act*>(p.y);
 
+  // Sum of this CTA's W slices for item q (token m, rows n..n+3), in slice order.
+  auto cta_sum = [&](int m, int v4) {
+    float4 v = red4[m * ldn4 + v4];
+    for (int s = 1; s < p.warps_k; ++s) v = add4(v, red4[(s * kTokens + m) * ldn4 + v4]);
+    return v;
+  };
+
   if (p.splits == 1) {
     for (int q = tid; q < items; q += blockDim.x) {
       const int m = q / vecs;
       const int v4 = q - m * vecs;
       const int n = n_cta + 4 * v4;
       if (n >= p.n) continue;
-      float4 v = red4[m * ldn4 + v4];
-      for (int s = 1; s < p.warps_k; ++s) v = add4(v, red4[(s * kTokens + m) * ldn4 + v4]);
+      store4(y + static_cast<size_t>(m) * p.n + n, cta_sum(m, v4));
+    }
+    return;
+  }
+
+  // ---- split K over the CTAs of a cluster (gridDim.y = S = cluster size, so rank = blockIdx.y):
+  // ranks 1..S-1 write their partial into rank 0's shared memory, past its reduction buffer (in
+  // bytes its x stages used, hence the first barrier: every CTA of the cluster has started and is
+  // past its main loop); rank 0 adds them in rank order, the order of the workspace path below, so
+  // both give the same bits. ----
+  if (p.cluster) {
+    const int part_floats = kTokens * rows_cta;  // one incoming partial: [token][local row]
+    float* recv = smem + static_cast<size_t>(p.warps_k * kTokens) * ldn;
+    const int rank = blockIdx.y;
+    cluster_sync();
+    if (rank != 0) {
+      const uint32_t remote =
+          map_to_rank(static_cast<uint32_t>(__cvta_generic_to_shared(recv + (rank - 1) * part_floats)), 0);
+      for (int q = tid; q < items; q += blockDim.x) {
+        const int m = q / vecs;
+        const int v4 = q - m * vecs;
+        if (n_cta + 4 * v4 >= p.n) continue;
+        st_cluster4(remote + 4u * static_cast<uint32_t>(m * rows_cta + 4 * v4), cta_sum(m, v4));
+      }
+    }
+    cluster_sync();  // the partials have landed (rank 0 reads only its own shared memory after this)
+    if (rank != 0) return;
+    const float4* recv4 = reinterpret_cast<const float4*>(recv);
+    for (int q = tid; q < items; q += blockDim.x) {
+      const int m = q / vecs;
+      const int v4 = q - m * vecs;
+      const int n = n_cta + 4 * v4;
+      if (n >= p.n) continue;
+      float4 v = cta_sum(m, v4);
+      for (int s = 1; s < p.splits; ++s) v = add4(v, recv4[((s - 1) * part_floats + m * rows_cta) / 4 + v4]);
       store4(y + static_cast<size_t>(m) * p.n + n, v);
     }
     return;
@@ -740,9 +809,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
     const int v4 = q - m * vecs;
     const int n = n_cta + 4 * v4;
     if (n >= p.n) continue;
-    float4 v = red4[m * ldn4 + v4];
-    for (int s = 1; s < p.warps_k; ++s) v = add4(v, red4[(s * kTokens + m) * ldn4 + v4]);
-    __stcg(reinterpret_cast<float4*>(part + static_cast<size_t>(m) * p.n + n), v);
+    __stcg(reinterpret_cast<float4*>(part + static_cast<size_t>(m) * p.n + n), cta_sum(m, v4));
   }
   __threadfence();  // this thread's partials are visible device-wide before the arrival below
   __syncthreads();
@@ -777,16 +844,20 @@ struct DecodePlan {
   size_t smem_bytes = 0;
   size_t workspace_bytes = 0;
   int prefetch_atoms = 0;    // k atoms per warp prefetched into L2 before the PDL wait (sm_90)
+  bool cluster = false;      // S CTAs of a row tile form a cluster and reduce through DSMEM (sm_90)
 };
 
 // Default of the PDL overlap knob; MIXGEMM_DECODE_PREFETCH_BYTES (per warp, 0 = off) overrides it,
 // read once per process (for measurements).
+// MIXGEMM_DECODE_CLUSTER (largest S reduced through a cluster, 0 or 1 = never) likewise.
 struct OverlapKnobs {
   int prefetch_bytes_per_warp = 8192;  // 16 warps x 132 SMs x 8 KB = 17 MB: a third of H100's L2
+  int cluster_max_splits = 8;          // the portable cluster size
   static const OverlapKnobs& get() {
     static const OverlapKnobs knobs = [] {
       OverlapKnobs k;
       if (const char* v = std::getenv("MIXGEMM_DECODE_PREFETCH_BYTES")) k.prefetch_bytes_per_warp = std::max(0, std::atoi(v));
+      if (const char* v = std::getenv("MIXGEMM_DECODE_CLUSTER")) k.cluster_max_splits = std::min(8, std::max(0, std::atoi(v)));
       return k;
     }();
     return knobs;
@@ -822,6 +893,61 @@ struct DecodeGemm {
     return p;
   }
 
+  // Opt in to more than 48 KB of dynamic shared memory, once per device (needed before a launch
+  // or an occupancy query with that much).
+  static cudaError_t opt_in_smem() {
+    if constexpr (kMaxSmemBytes <= 48 * 1024) return cudaSuccess;
+    static std::atomic<bool> opted_in[64];  // zero-initialized (static storage)
+    int device = 0;
+    cudaGetDevice(&device);
+    if (device >= 0 && device < 64 && opted_in[device]) return cudaSuccess;
+    const cudaError_t e = cudaFuncSetAttribute(impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(kMaxSmemBytes));
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return e;
+    }
+    if (device >= 0 && device < 64) opted_in[device] = true;
+    return cudaSuccess;
+  }
+
+  // Clusters of `splits` CTAs of `threads` threads (at the largest shared memory of any plan) that
+  // the current device holds at once; 0 where the query fails. Cached per device and shape.
+  static int max_active_clusters(int splits, int threads) {
+    static std::atomic<int> cache[64][9][impl::kMaxWarps + 1];  // zero: not asked yet
+    int device = 0;
+    cudaGetDevice(&device);
+    const int warps = threads / 32;
+    if (splits < 2 || splits > 8 || warps < 1 || warps > impl::kMaxWarps) return 0;
+    const bool cacheable = device >= 0 && device < 64;
+    if (cacheable) {
+      const int hit = cache[device][splits][warps].load(std::memory_order_relaxed);
+      if (hit != 0) return hit - 1;
+    }
+    int clusters = 0;
+    if (opt_in_smem() == cudaSuccess) {
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(1, splits, 1);
+      cfg.blockDim = dim3(threads, 1, 1);
+      cfg.dynamicSmemBytes = kMaxSmemBytes;
+      cudaLaunchAttribute attr;
+      attr.id = cudaLaunchAttributeClusterDimension;
+      attr.val.clusterDim.x = 1;
+      attr.val.clusterDim.y = static_cast<unsigned>(splits);
+      attr.val.clusterDim.z = 1;
+      cfg.attrs = &attr;
+      cfg.numAttrs = 1;
+      if (cudaOccupancyMaxActiveClusters(&clusters, impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>,
+                                         &cfg) != cudaSuccess) {
+        cudaGetLastError();
+        clusters = 0;
+      }
+    }
+    if (cacheable) cache[device][splits][warps].store(clusters + 1, std::memory_order_relaxed);
+    return clusters;
+  }
+
   // Fill in R, grid, smem and workspace for given S and W.
   static DecodePlan finish_plan(const mixgemm_problem& p, int splits, int warps_k) {
     DecodePlan plan;
@@ -840,9 +966,29 @@ struct DecodeGemm {
     plan.smem_bytes = std::max(x_stages, reduction);
     const OverlapKnobs& knobs = OverlapKnobs::get();
     plan.prefetch_atoms = knobs.prefetch_bytes_per_warp / (128 * kRowAtoms);
-    if (splits > 1)
+    // Split K through a cluster where the GPU has clusters (sm_90), S fits one, and rank 0 can hold
+    // the S - 1 incoming partials past its reduction buffer within the shared memory the
+    // instantiation is built for (so kBlocksPerSm CTAs still fit an SM).
+    const size_t cluster_smem = reduction + sizeof(float) * static_cast<size_t>(splits - 1) * kTokens *
+                                                static_cast<size_t>(plan.rows_per_cta) * kRows;
+    // And only where the device holds all grid_x clusters at once: the plan is one wave of CTAs,
+    // but clusters must each fit one GPC, so wide clusters on a full grid leave a second wave
+    // (H100 probe: 64 clusters of 4 CTAs x 8 warps took 1.3-1.5x the workspace reduction's time).
+    // Clusters wider than 2 keep a quarter of the device's cluster slots free: with less slack
+    // they were still 5-20% slower there, where 2-CTA clusters were 1-6% faster.
+    if (splits > 1 && splits <= knobs.cluster_max_splits && cluster_smem <= kMaxSmemBytes) {
+      std::string err;
+      if (::mixgemm::detail::current_capability(err) >= 90) {
+        const int fit = max_active_clusters(splits, plan.threads);
+        plan.cluster = (splits == 2 ? fit : fit * 3 / 4) >= plan.grid_x;
+      }
+    }
+    if (plan.cluster) {
+      plan.smem_bytes = std::max(x_stages, cluster_smem);
+    } else if (splits > 1) {
       plan.workspace_bytes = impl::kCounterBytes + sizeof(float) * static_cast<size_t>(splits) *
                                                        kTokens * static_cast<size_t>(p.n);
+    }
     return plan;
   }
 
@@ -921,8 +1067,8 @@ struct DecodeGemm {
     if (p.split_k > p.k / 16 || p.split_k > 65535)
       return invalid(err, "split_k = " + s(p.split_k) + ": must be <= k / 16 (" + s(p.k / 16) +
                               ") and <= 65535");
-    // A forced split fixes the plan without asking the device; the automatic one is checked in run().
-    if (p.split_k >= 1) return check_workspace(p, make_plan(p, 1), err);
+    // The workspace a plan needs depends on the device (sm_90 reduces small splits through a
+    // cluster, without one): run() checks it before the launch.
     return MIXGEMM_OK;
   }
 
@@ -973,6 +1119,8 @@ struct DecodeGemm {
     if (plan.warps_k < 1 || plan.warps_k > impl::kMaxWarps || (plan.warps_k & (plan.warps_k - 1)) != 0 ||
         plan.splits < 1)
       return ::mixgemm::detail::invalid(err, "plan: warps_k must be a power of two in [1, 8] and splits >= 1");
+    if (plan.cluster && (plan.splits < 2 || plan.splits > 8))
+      return ::mixgemm::detail::invalid(err, "plan: a cluster reduction takes 2 <= splits <= 8");
     impl::Params kp;
     kp.x = p.x;
     kp.w = p.w;
@@ -999,25 +1147,16 @@ struct DecodeGemm {
     kp.inputs_ready = (p.flags & MIXGEMM_FLAG_INPUTS_READY) && kUsePdl ? 1 : 0;
     kp.counters = nullptr;
     kp.partials = nullptr;
-    if (plan.splits > 1) {
+    kp.cluster = plan.cluster ? 1 : 0;
+    if (plan.splits > 1 && !plan.cluster) {
       kp.counters = static_cast<int*>(p.workspace);
       kp.partials = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + impl::kCounterBytes);
     }
     auto kernel = impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>;
     if (plan.smem_bytes > 48 * 1024) {
-      // Opt in to more than 48 KB of dynamic shared memory, once per device.
-      static std::atomic<bool> opted_in[64];  // zero-initialized (static storage)
-      int device = 0;
-      cudaGetDevice(&device);
-      if (device < 0 || device >= 64 || !opted_in[device]) {
-        const cudaError_t e = cudaFuncSetAttribute(
-            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmemBytes));
-        if (e != cudaSuccess) {
-          cudaGetLastError();
-          err = name() + ": cudaFuncSetAttribute(max dynamic smem) failed: " + cudaGetErrorString(e);
-          return MIXGEMM_LAUNCH_FAILED;
-        }
-        if (device >= 0 && device < 64) opted_in[device] = true;
+      if (const cudaError_t e = opt_in_smem(); e != cudaSuccess) {
+        err = name() + ": cudaFuncSetAttribute(max dynamic smem) failed: " + cudaGetErrorString(e);
+        return MIXGEMM_LAUNCH_FAILED;
       }
     }
 
@@ -1026,16 +1165,23 @@ struct DecodeGemm {
     cfg.blockDim = dim3(plan.threads, 1, 1);
     cfg.dynamicSmemBytes = plan.smem_bytes;
     cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
+    cudaLaunchAttribute attr[2];
     cfg.attrs = attr;
     cfg.numAttrs = 0;
     if (kUsePdl) {
       std::string cap_err;
       if (::mixgemm::detail::current_capability(cap_err) >= 90) {
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.numAttrs = 1;
+        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+        ++cfg.numAttrs;
       }
+    }
+    if (plan.cluster) {
+      attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+      attr[cfg.numAttrs].val.clusterDim.x = 1;
+      attr[cfg.numAttrs].val.clusterDim.y = static_cast<unsigned>(plan.splits);
+      attr[cfg.numAttrs].val.clusterDim.z = 1;
+      ++cfg.numAttrs;
     }
     const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, kp);
     if (e != cudaSuccess) {
