@@ -234,9 +234,15 @@ class KernelSpec:
         return self.name()
 
 
-def weight_only_types_reason(spec: KernelSpec, weights: tuple[DType, ...]) -> Optional[str]:
-    """The type rules shared by the weight-only families (16-bit activations, int4 weights with
-    group scales; s4 symmetric, u4 with zero points; output in the activation dtype)."""
+INT_WEIGHTS = (DType.S4, DType.U4, DType.S8, DType.U8)
+"""Integer weight formats of the weight-only families: signed ones symmetric, unsigned ones with
+zero points."""
+
+
+def weight_only_types_reason(spec: KernelSpec, weights: tuple[DType, ...] = INT_WEIGHTS) -> Optional[str]:
+    """The type rules shared by the weight-only families (16-bit activations, 4- and 8-bit integer
+    weights with group scales; signed ones symmetric, unsigned ones with zero points; output in the
+    activation dtype)."""
     if spec.act not in (DType.BF16, DType.F16):
         return f"activation {spec.act.short} is not supported (bf16, f16)"
     if spec.weight not in weights:
@@ -244,9 +250,10 @@ def weight_only_types_reason(spec: KernelSpec, weights: tuple[DType, ...]) -> Op
     if spec.out != spec.act:
         return "output dtype must equal the activation dtype"
     if spec.scale != ScaleMode.GROUP:
-        return "4-bit weights need scales"
-    if spec.weight == DType.U4 and not spec.zero:
-        return "u4 weights need zero points (unsigned values cannot be centred otherwise)"
-    if spec.weight == DType.S4 and spec.zero:
-        return "s4 weights are symmetric: use u4 with zero points for asymmetric quantization"
+        return "integer weights need scales"
+    if not spec.weight.signed and not spec.zero:
+        return f"{spec.weight.short} weights need zero points (unsigned values cannot be centred otherwise)"
+    if spec.weight.signed and spec.zero:
+        unsigned = "u" + spec.weight.short[1:]
+        return f"{spec.weight.short} weights are symmetric: use {unsigned} with zero points for asymmetric quantization"
     return None

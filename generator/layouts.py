@@ -9,5 +9,18 @@ W4_MMA16 = "w4_mma16_shuffled"
 (value order [0,2,4,6,1,3,5,7]); atoms column-major over (N/16, K/16). Read by the sm90 CUTLASS
 family (wgmma RS) and the decode family (mma.sync m16n8k16). See include/mixgemm/sm90/weight_layout.h."""
 
+W8_MMA16 = "w8_mma16_shuffled"
+"""8-bit weights in the same 16x16 atoms and lane order as W4_MMA16, each lane's 8 values in two
+32-bit words (value order [0,2,1,3] within each word: one mask pulls out an mma register's pair)."""
+
+
+def layout_for_bits(bits: int) -> str:
+    """The mma16 layout of a weight width (4 or 8 bits)."""
+    try:
+        return {4: W4_MMA16, 8: W8_MMA16}[bits]
+    except KeyError:
+        raise ValueError(f"no mma16 layout holds {bits}-bit weights (4 or 8)") from None
+
+
 LEGACY_TAGS = {"sm90_w4_mma16_shuffled": W4_MMA16}
 """Tags written by mixgemm 0.1 (PackedWeight state version 1)."""

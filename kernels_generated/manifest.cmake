@@ -9,6 +9,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t32x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t64x16.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t64x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x16.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x32.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x64.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t64x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t16x32.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t16x64.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t16x8.cu"
@@ -18,6 +23,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t32x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t64x16.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t64x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x16.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x32.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x64.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t64x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t16x32.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t16x64.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t16x8.cu"
@@ -27,6 +37,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t32x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t64x16.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t64x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x16.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x32.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x64.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t64x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t16x32.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t16x64.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t16x8.cu"
@@ -36,6 +51,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t32x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x16.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x16.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x32.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x64.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x8.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t64x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop.cu"
@@ -44,6 +64,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x16x64_c2x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop.cu"
@@ -52,6 +77,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x16x64_c2x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop.cu"
@@ -60,6 +90,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x16x64_c2x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x128x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop.cu"
@@ -68,6 +103,11 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x16x64_c2x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x256x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x64x64_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t256x128x64_c1x1_coop.cu"
 )
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t16x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t16x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -78,6 +118,11 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf1
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t64x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs4_g_bf16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xs8_g_bf16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t16x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t16x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t16x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -87,6 +132,11 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t64x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu4_gz_bf16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xu8_gz_bf16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t16x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t16x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t16x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -96,6 +146,11 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t64x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs4_g_f16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xs8_g_f16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t16x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t16x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t16x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -105,6 +160,11 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu4_gz_f16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -113,6 +173,11 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -121,6 +186,11 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_b
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -129,6 +199,11 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x128x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -137,3 +212,8 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f1
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")

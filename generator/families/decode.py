@@ -14,8 +14,8 @@ import re
 from typing import Iterable, Optional
 
 from ..dtypes import ACTIVATIONS, DType, ScaleMode
-from ..family import COST, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
-from ..layouts import W4_MMA16
+from ..family import COST, INT_WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
+from ..layouts import layout_for_bits
 
 ROWS = (16, 32, 64)   # output features per warp: 1, 2 or 4 layout atoms
 TOKENS = (8, 16, 32, 64)  # 1, 2, 4 or 8 mma n8 tiles
@@ -26,6 +26,8 @@ TOKENS = (8, 16, 32, 64)  # 1, 2, 4 or 8 mma n8 tiles
 # 32-row warps, not yet tuned. 64-row warps are left out there: with 64 or more accumulator registers
 # per thread (rows / 16 * tokens >= 128) they run one CTA per SM, as 32 rows x 64 tokens does.
 DEFAULT = {(16, 8), (32, 8), (32, 16), (64, 8), (64, 16), (16, 32), (32, 32), (16, 64), (32, 64)}
+# 8-bit weights (not yet tuned): one warp tile per token count, 32 rows (64 for 8 tokens too).
+DEFAULT_8BIT = {(32, 8), (64, 8), (32, 16), (32, 32), (32, 64)}
 # Bytes per second that SMs pull x from L2 (through L1) in total: each warp row block reads its K
 # slice of x for the M tokens (R row blocks of a CTA share it in L1, but small layers run R = 1), so x
 # traffic is N / rows times the activations. An assumption of H100-class hardware, not a fit.
@@ -42,8 +44,11 @@ class DecodeSpec(KernelSpec):
     token = "dec"
     title = "decode (M <= 64): mma.sync tensor cores, K split over warps and CTAs (sm80+)"
     template = "decode.cu.j2"
-    layout = W4_MMA16
     _BODY = re.compile(TYPES_PATTERN + r"_t(?P<rows>\d+)x(?P<tokens>\d+)")
+
+    @property
+    def layout(self) -> str:
+        return layout_for_bits(self.weight.bits)
 
     def body(self) -> str:
         return f"{self.types()}_t{self.rows}x{self.tokens}"
@@ -55,11 +60,11 @@ class DecodeSpec(KernelSpec):
     @classmethod
     def product(cls) -> Iterable["DecodeSpec"]:
         for act, weight, zero, rows, tokens in itertools.product(
-                ACTIVATIONS, (DType.S4, DType.U4), (False, True), ROWS, TOKENS):
+                ACTIVATIONS, INT_WEIGHTS, (False, True), ROWS, TOKENS):
             yield cls(act, weight, ScaleMode.GROUP, zero, act, rows=rows, tokens=tokens)
 
     def invalid_reason(self) -> Optional[str]:
-        why = weight_only_types_reason(self, (DType.S4, DType.U4))
+        why = weight_only_types_reason(self)
         if why:
             return why
         if self.rows not in ROWS:
@@ -72,7 +77,7 @@ class DecodeSpec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
-        return (self.rows, self.tokens) in DEFAULT
+        return (self.rows, self.tokens) in (DEFAULT_8BIT if self.weight.bits == 8 else DEFAULT)
 
     def is_smoke(self) -> bool:
         return self.name() == SMOKE

@@ -22,8 +22,8 @@ import re
 from typing import Iterable, Optional
 
 from ..dtypes import ACTIVATIONS, DType, ScaleMode
-from ..family import COST, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
-from ..layouts import W4_MMA16
+from ..family import COST, INT_WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
+from ..layouts import layout_for_bits
 
 SMEM_BYTES = 232448  # opt-in shared memory per block on H100/H200 (227 KiB)
 TILES_N = (64, 128, 256)
@@ -36,6 +36,8 @@ DEFAULT_TILES = {((128, 16), (2, 1)), ((128, 64), (1, 1)), ((256, 128), (1, 1)),
 # 256-row one for large layers at M = 32-128 (H100 tune, 2026-11-23: 6-19% faster than 128x64 on
 # 28672x4096, 10240x8192, 57344x8192 and 8192x28672).
 DEFAULT_SK_TILES = {((128, 64), (1, 1)), ((256, 64), (1, 1)), ((128, 128), (1, 1)), ((128, 256), (1, 1))}
+# 8-bit weights (not yet tuned): the four regimes and one stream-K tile for M = 17..256.
+DEFAULT_SK_TILES_8BIT = {((128, 64), (1, 1))}
 SMOKE = "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
 
 
@@ -82,9 +84,12 @@ class Sm90MixedSpec(KernelSpec):
     token = "sm90"
     title = "Hopper CUTLASS 3.x TMA warp-specialized mixed input (wgmma)"
     template = "sm90_mixed.cu.j2"
-    layout = W4_MMA16
     _BODY = re.compile(TYPES_PATTERN + r"_t(?P<tn>\d+)x(?P<tm>\d+)x(?P<tk>\d+)_c(?P<cn>\d+)x(?P<cm>\d+)_(?P<sched>[a-z]+)"
                        r"(?:_(?P<decomp>[a-z]+))?")
+
+    @property
+    def layout(self) -> str:
+        return layout_for_bits(self.weight.bits)
 
     def body(self) -> str:
         (tn, tm, tk), (cn, cm) = self.tile, self.cluster
@@ -106,7 +111,7 @@ class Sm90MixedSpec(KernelSpec):
     @classmethod
     def product(cls) -> Iterable["Sm90MixedSpec"]:
         for act, weight, zero, tn, tm, cluster, schedule, decomp in itertools.product(
-                ACTIVATIONS, (DType.S4, DType.U4), (False, True), TILES_N, TILES_M, CLUSTERS, tuple(Schedule),
+                ACTIVATIONS, INT_WEIGHTS, (False, True), TILES_N, TILES_M, CLUSTERS, tuple(Schedule),
                 tuple(Decomposition)):
             yield cls(act, weight, ScaleMode.GROUP, zero, act, tile=(tn, tm, tile_k(act)), cluster=cluster,
                       schedule=schedule, decomp=decomp)
@@ -122,7 +127,7 @@ class Sm90MixedSpec(KernelSpec):
         return 2 * min(tn, 64) * min(tm, 32) * self.out.bits // 8
 
     def invalid_reason(self) -> Optional[str]:
-        why = weight_only_types_reason(self, (DType.S4, DType.U4))
+        why = weight_only_types_reason(self)
         if why:
             return why
         tn, tm, tk = self.tile
@@ -148,7 +153,10 @@ class Sm90MixedSpec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
-        tiles = DEFAULT_SK_TILES if self.decomp == Decomposition.STREAM_K else DEFAULT_TILES
+        if self.decomp == Decomposition.STREAM_K:
+            tiles = DEFAULT_SK_TILES_8BIT if self.weight.bits == 8 else DEFAULT_SK_TILES
+        else:
+            tiles = DEFAULT_TILES
         return (self.tile[:2], self.cluster) in tiles and self.schedule == Schedule.COOPERATIVE
 
     def is_smoke(self) -> bool:

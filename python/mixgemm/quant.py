@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from .generator.dtypes import ACTIVATIONS, DType
-from .generator.layouts import W4_MMA16
+from .generator.layouts import W4_MMA16, W8_MMA16
 
 
 def torch_dtype(d: DType | str) -> torch.dtype:
@@ -61,7 +61,7 @@ class WeightFormat:
 
     def quantize(self, w: torch.Tensor, group_size: int, act: torch.dtype
                  ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """Round-to-nearest: (q int8 [N, K], scales [K/group, N], zeros [K/group, N] or None), the
+        """Round-to-nearest: (q int16 [N, K], scales [K/group, N], zeros [K/group, N] or None), the
         scales and zeros in `act`."""
         n, k = w.shape
         g = w.float().reshape(n, k // group_size, group_size)
@@ -71,14 +71,18 @@ class WeightFormat:
             span = hi - lo
             scale = torch.where(span > 0, span / (self.qmax - self.qmin), torch.ones_like(span)).to(act)
             zp = torch.clamp(torch.round(-lo / scale.float()), self.qmin, self.qmax)
-            q = torch.clamp(torch.round(g / scale.float().unsqueeze(-1)) + zp.unsqueeze(-1), self.qmin, self.qmax)
-            zero = (-zp * scale.float()).to(act).t().contiguous()
+            # Place values against the zero term as stored (-zp * scale rounded to act: for 8-bit
+            # zero points that rounding reaches half a step), so it costs no accuracy.
+            zero = (-zp * scale.float()).to(act)
+            q = torch.clamp(torch.round((g - zero.float().unsqueeze(-1)) / scale.float().unsqueeze(-1)),
+                            self.qmin, self.qmax)
+            zero = zero.t().contiguous()
         else:
             amax = g.abs().amax(dim=-1)
             scale = torch.where(amax > 0, amax / self.qmax, torch.ones_like(amax)).to(act)
             q = torch.clamp(torch.round(g / scale.float().unsqueeze(-1)), self.qmin, self.qmax)
             zero = None
-        return q.reshape(n, k).to(torch.int8), scale.t().contiguous(), zero
+        return q.reshape(n, k).to(torch.int16), scale.t().contiguous(), zero
 
     def dequantize(self, q: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], group_size: int,
                    dtype: torch.dtype) -> torch.Tensor:
@@ -101,13 +105,15 @@ def register_format(fmt: WeightFormat) -> WeightFormat:
 
 register_format(WeightFormat("s4", DType.S4, zero_point=False))
 register_format(WeightFormat("u4", DType.U4, zero_point=True))
+register_format(WeightFormat("s8", DType.S8, zero_point=False))
+register_format(WeightFormat("u8", DType.U8, zero_point=True))
 
 
 # ---- packed layouts ----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """A packed-weight layout: its tag (what kernel families name), value width, the shape
-    multiples of its atom, and pack/unpack between int8 values [N, K] and the stored bytes."""
+    multiples of its atom, and pack/unpack between integer values [N, K] (int16) and the stored bytes."""
 
     tag: str
     bits: int
@@ -136,6 +142,31 @@ def mma16_unpermute(flat: torch.Tensor, n: int, k: int) -> torch.Tensor:
     return v.permute(1, 5, 2, 0, 4, 3).reshape(n, k)
 
 
+# w8_mma16_shuffled: the same atoms and lanes; lane (n_lo, k_lo // 2)'s 8 bytes hold its values in the
+# order (k_mid, k_lo % 2, n_mid), i.e. value (n, k) sits at 32*n_lo + 8*(k_lo // 2) + 4*k_mid +
+# 2*(k_lo % 2) + n_mid: each 32-bit word is [a.lo, a'.lo, a.hi, a'.hi] for the mma registers
+# a = (row g, k pair) and a' = (row g + 8, same k pair). This is weight_layout.h's 8-bit layout.
+def mma16_permute8(q: torch.Tensor) -> torch.Tensor:
+    n, k = q.shape
+    v = q.reshape(n // 16, 2, 8, k // 16, 2, 4, 2)  # n_hi, n_mid, n_lo, k_hi, k_mid, k_c, k_j
+    return v.permute(3, 0, 2, 5, 4, 6, 1).reshape(-1)
+
+
+def mma16_unpermute8(flat: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    v = flat.reshape(k // 16, n // 16, 8, 4, 2, 2, 2)  # k_hi, n_hi, n_lo, k_c, k_mid, k_j, n_mid
+    return v.permute(1, 6, 2, 0, 4, 3, 5).reshape(n, k)
+
+
+def pack_bytes(values: torch.Tensor) -> torch.Tensor:
+    """1-D 8-bit values (signed or unsigned, any int dtype) -> their uint8 bytes."""
+    return (values.to(torch.int16) & 0xFF).to(torch.uint8)
+
+
+def unpack_bytes(packed: torch.Tensor, signed: bool) -> torch.Tensor:
+    v = packed.to(torch.int16)
+    return torch.where(v >= 128, v - 256, v) if signed else v
+
+
 def pack_nibbles(values: torch.Tensor) -> torch.Tensor:
     """1-D 4-bit values (any int dtype) -> uint8, element 2i in the low nibble (CUTLASS order)."""
     v = (values.to(torch.int16) & 0xF).to(torch.uint8)
@@ -148,7 +179,7 @@ def unpack_nibbles(packed: torch.Tensor, signed: bool) -> torch.Tensor:
     v = torch.stack([lo, hi], dim=-1).reshape(-1)
     if signed:
         v = torch.where(v >= 8, v - 16, v)
-    return v.to(torch.int8)
+    return v
 
 
 LAYOUTS: dict[str, Layout] = {}
@@ -163,4 +194,9 @@ register_layout(Layout(
     tag=W4_MMA16, bits=4, n_multiple=16, k_multiple=16,
     pack=lambda q: pack_nibbles(mma16_permute(q)),
     unpack=lambda data, n, k, signed: mma16_unpermute(unpack_nibbles(data, signed), n, k),
+))
+register_layout(Layout(
+    tag=W8_MMA16, bits=8, n_multiple=16, k_multiple=16,
+    pack=lambda q: pack_bytes(mma16_permute8(q)),
+    unpack=lambda data, n, k, signed: mma16_unpermute8(unpack_bytes(data, signed), n, k),
 ))

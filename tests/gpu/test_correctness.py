@@ -14,7 +14,7 @@ from mixgemm.testing import assert_close_to_reference, reference
 pytestmark = pytest.mark.gpu
 
 M_BOUNDARIES = (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4097)
-FORMATS = [("s4", "bf16"), ("s4", "f16"), ("u4", "bf16"), ("u4", "f16")]
+FORMATS = [(w, a) for w in sorted(mixgemm.FORMATS) for a in ("bf16", "f16")]
 
 
 def built():
@@ -62,19 +62,21 @@ def test_pad_runs_any_shape(n, k, g):
         assert_close_to_reference(y, reference(x, pw), f"pad N={n} K={k} g={g} M={m}")
 
 
+@pytest.mark.parametrize("weight", ["s4", "s8"])
 @pytest.mark.parametrize("act", ["bf16", "f16"])
 @pytest.mark.parametrize("case", ["negative", "tiny", "huge", "zero"])
-def test_edge_scales(act, case):
+def test_edge_scales(weight, act, case):
     """Negative, tiny, huge and zero scales give what the dense GEMM on the dequantized weight gives:
     the same non-finite pattern, and the same values where finite."""
-    pw = make(1024, 1024, "s4", act)
+    pw = make(1024, 1024, weight, act)
+    qmax = mixgemm.FORMATS[weight].qmax
     s = pw.scales
     if case == "negative":
         s.neg_()
     elif case == "tiny":
         s.fill_(1e-7 if act == "f16" else 1e-30)
     elif case == "huge":
-        s.fill_(4e3 if act == "f16" else 1e30)  # fp16: |q * s| <= 8 * 4e3 stays finite
+        s.fill_(3.2e4 / qmax if act == "f16" else 1e30)  # fp16: |q * s| <= 3.2e4 stays finite
     else:
         s[::2].zero_()
     x = torch.randn(33, 1024, device="cuda", dtype=torch_dtype(act)) * (1e-3 if case == "huge" else 1)
@@ -86,21 +88,24 @@ def test_edge_scales(act, case):
     assert_close_to_reference(torch.where(finite, y, 0), torch.where(finite, ref, 0), f"scales {case}")
 
 
+@pytest.mark.parametrize("weight", ["u4", "u8"])
 @pytest.mark.parametrize("act", ["bf16", "f16"])
-def test_zero_points_at_the_ends(act):
+def test_zero_points_at_the_ends(weight, act):
+    qmax = mixgemm.FORMATS[weight].qmax
     w = torch.rand(512, 1024, device="cuda") * 0.1  # all positive: zero point 0
-    w[256:] -= 0.1                                      # all negative: zero point 15
-    pw = mixgemm.quantize(w, "u4", 128, act_dtype=torch_dtype(act))
+    w[256:] -= 0.1                                      # all negative: zero point qmax
+    pw = mixgemm.quantize(w, weight, 128, act_dtype=torch_dtype(act))
     z = -(pw.zeros.float() / pw.scales.float())
     assert torch.allclose(z[:, :256], torch.zeros(1, device="cuda"), atol=1e-2)
-    assert torch.allclose(z[:, 256:], torch.full((1,), 15.0, device="cuda"), atol=0.1)
+    assert torch.allclose(z[:, 256:], torch.full((1,), float(qmax), device="cuda"), rtol=1e-2)
     x = torch.randn(17, 1024, device="cuda", dtype=torch_dtype(act))
-    assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), "zero points 0 and 15")
+    assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), f"zero points 0 and {qmax}")
 
 
+@pytest.mark.parametrize("weight", ["s4", "s8"])
 @pytest.mark.parametrize("act", ["bf16", "f16"])
-def test_nan_and_inf_propagate_like_a_dense_gemm(act):
-    pw = make(1024, 2048, "s4", act)
+def test_nan_and_inf_propagate_like_a_dense_gemm(weight, act):
+    pw = make(1024, 2048, weight, act)
     x = torch.randn(8, 2048, device="cuda", dtype=torch_dtype(act))
     x[2, 5] = float("nan")
     x[5, 7] = float("inf")

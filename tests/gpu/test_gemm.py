@@ -80,7 +80,7 @@ def test_every_kernel_other_group_sizes(name, group_size):
 
 
 @pytest.mark.parametrize("act", ["bf16", "f16"])
-@pytest.mark.parametrize("weight", ["s4", "u4"])
+@pytest.mark.parametrize("weight", sorted(mixgemm.FORMATS))
 def test_dispatched_gemm_api(weight, act):
     n, k = 6144, 4096
     pw = packed(n, k, weight, act, 128, seed=1)

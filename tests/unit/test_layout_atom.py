@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import torch
 
-from mixgemm.quant import mma16_permute
+from mixgemm.quant import mma16_permute, mma16_permute8
 
 
 def cutlass_dir():
@@ -24,9 +24,12 @@ PROGRAM = r"""
 #include <cstdio>
 #include "mixgemm/sm90/weight_layout.h"
 int main(int argc, char** argv) {
-  int n = atoi(argv[1]), k = atoi(argv[2]);
-  auto l = mixgemm::sm90::weight_layout<cutlass::bfloat16_t>(n, k);
-  for (int i = 0; i < n; ++i) for (int j = 0; j < k; ++j) printf("%d\n", int(l(i, j, 0)));
+  int n = atoi(argv[1]), k = atoi(argv[2]), bits = atoi(argv[3]);
+  auto print = [&](auto l) {
+    for (int i = 0; i < n; ++i) for (int j = 0; j < k; ++j) printf("%d\n", int(l(i, j, 0)));
+  };
+  if (bits == 8) print(mixgemm::sm90::weight_layout<cutlass::bfloat16_t, 8>(n, k));
+  else print(mixgemm::sm90::weight_layout<cutlass::bfloat16_t, 4>(n, k));
 }
 """
 
@@ -41,9 +44,11 @@ def test_python_layout_matches_the_header(repo, tmp_path):
     exe = tmp_path / "atom"
     subprocess.run(["nvcc", "-std=c++17", "--expt-relaxed-constexpr", f"-I{repo / 'include'}",
                     f"-I{root}/include", str(src), "-o", str(exe)], check=True)
-    for n, k in [(16, 16), (48, 128), (128, 64)]:
-        out = subprocess.run([str(exe), str(n), str(k)], check=True, capture_output=True, text=True).stdout
-        cpp = torch.tensor([int(v) for v in out.split()]).reshape(n, k)
-        py = torch.empty(n * k, dtype=torch.long)
-        py[mma16_permute(torch.arange(n * k).reshape(n, k))] = torch.arange(n * k)
-        assert torch.equal(py.reshape(n, k), cpp), (n, k)
+    for bits, permute in ((4, mma16_permute), (8, mma16_permute8)):
+        for n, k in [(16, 16), (48, 128), (128, 64)]:
+            out = subprocess.run([str(exe), str(n), str(k), str(bits)], check=True, capture_output=True,
+                                 text=True).stdout
+            cpp = torch.tensor([int(v) for v in out.split()]).reshape(n, k)
+            py = torch.empty(n * k, dtype=torch.long)
+            py[permute(torch.arange(n * k).reshape(n, k))] = torch.arange(n * k)
+            assert torch.equal(py.reshape(n, k), cpp), (bits, n, k)

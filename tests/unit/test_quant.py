@@ -22,8 +22,9 @@ def reference_quantize(w, fmt, group_size, act):
             lo, hi = blk.min(1).values.clamp(max=0), blk.max(1).values.clamp(min=0)
             s = torch.where(hi > lo, (hi - lo) / levels, torch.ones_like(hi)).to(act)
             z = torch.clamp(torch.round(-lo / s.double()), fmt.qmin, fmt.qmax)
-            q = torch.clamp(torch.round(blk / s.double()[:, None]) + z[:, None], fmt.qmin, fmt.qmax)
             zeros[g] = (-z * s.double()).to(act)
+            # values are placed against the zero term as stored (rounded to act)
+            q = torch.clamp(torch.round((blk - zeros[g].double()[:, None]) / s.double()[:, None]), fmt.qmin, fmt.qmax)
         else:
             amax = blk.abs().max(1).values
             s = torch.where(amax > 0, amax / fmt.qmax, torch.ones_like(amax)).to(act)
@@ -188,7 +189,7 @@ def test_quantize_any_valid_shape(n, kg, g, fmt, act):
     k = 128 * kg
     w = torch.randn(n, k)
     pw = mixgemm.quantize(w, fmt, g, act_dtype=act)
-    assert pw.data.numel() == n * k // 2
+    assert pw.data.numel() == n * k * FORMATS[fmt].bits // 8
     assert pw.scales.shape == (k // pw.group_size, n)
     wq = mixgemm.dequantize(pw)
     assert wq.shape == (n, k) and torch.isfinite(wq).all()
@@ -202,7 +203,7 @@ def test_every_layout_round_trips_every_format_of_its_width(tag, fmt):
     if layout.bits != f.bits:
         pytest.skip(f"{tag} holds {layout.bits}-bit values")
     n, k = 2 * layout.n_multiple, 4 * layout.k_multiple
-    q = torch.randint(f.qmin, f.qmax + 1, (n, k), dtype=torch.int8)
+    q = torch.randint(f.qmin, f.qmax + 1, (n, k), dtype=torch.int16)
     data = layout.pack(q)
     assert data.dtype == torch.uint8 and data.numel() == layout.nbytes(n, k)
     assert torch.equal(layout.unpack(data, n, k, f.dtype.signed), q)

@@ -1,12 +1,12 @@
 // Decode GEMM: y[M, N] = x[M, K] @ dequant(W)[N, K]^T for small M (1..kTokens, kTokens = 8, 16, 32
-// or 64), int4 weights and bf16/fp16 activations, built on mma.sync.m16n8k16 (sm_80 and later; also
-// run on sm_90).
+// or 64), 4- or 8-bit integer weights (kBits) and bf16/fp16 activations, built on mma.sync.m16n8k16
+// (sm_80 and later; also run on sm_90).
 //
 // The weight is the mma's A operand (16 output rows x 16 k per atom), the tokens are its B operand
 // (8 tokens per n8 tile, kTokens / 8 tiles: one launch reads the weights once for every M <=
-// kTokens). The packed weight layout "w4_mma16_shuffled" stores each 16x16 atom as 32 words, word t
-// being exactly lane t's A fragment (see load_chunk and dequant_atom for the facts each shift relies
-// on). Atoms are column-major over (N/16, K/16): for one 16-wide k slab the atoms of all rows are
+// kTokens). The packed weight layouts "w4_mma16_shuffled" / "w8_mma16_shuffled" store each 16x16
+// atom as 32 lane parts (one 32-bit word of 4-bit values, two of 8-bit ones), part t being exactly
+// lane t's A fragment (see load_chunk and dequant_atom for the facts each shift relies on). Atoms are column-major over (N/16, K/16): for one 16-wide k slab the atoms of all rows are
 // contiguous, N*8 bytes.
 //
 // Work split (see DecodeGemm::make_plan): a warp owns kRowAtoms atoms of rows (a "row block") and a
@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "mixgemm/registry.h"
 
@@ -106,12 +107,19 @@ static_assert(kMaxCounters * sizeof(int) <= kCounterBytes, "counters fit the sha
 // (32 * kChunk + 16) bytes, 8 warps): 4 atoms for 32 tokens (72 KB per CTA: 2 CTAs per SM fit),
 // 2 for 64 tokens (80 KB). Both stay under the 99 KB that sm_86/89 give one CTA (4 atoms at 64
 // tokens would take 144 KB); only r4_t64's reduction buffer (136 KB) does not.
-template <bool kZero, int kRowAtoms, int kTokens>
+// 8-bit weights: half as many atoms (the same weight registers), at least 2.
+template <bool kZero, int kRowAtoms, int kTokens, int kBits = 4>
 constexpr int chunk_atoms() {
+  if constexpr (kBits == 8) return std::max(2, chunk_atoms<kZero, kRowAtoms, kTokens, 4>() / 2);
   if constexpr (kTokens == 64) return 2;
   if constexpr (kTokens == 32) return 4;
   return kRowAtoms == 4 && (kTokens == 16 || kZero) ? 4 : 8;
 }
+
+// One lane's share of a 16x16 weight atom: 8 values, one 32-bit word of 4-bit ones or two of 8-bit
+// ones. An atom is 32 of them (lane t's at index t), in both widths.
+template <int kBits>
+using WeightWord = std::conditional_t<kBits == 8, uint2, uint32_t>;
 
 // x staging in shared memory, per warp: two stages (chunk i computes while chunk i+1 lands), each
 // kTokens rows of kChunk k atoms (32 bytes each) plus 16 bytes of padding, which puts the 8 rows
@@ -216,6 +224,19 @@ __device__ __forceinline__ uint32_t ld_weight(const uint32_t* ptr, bool pred, ui
       "mov.b32 %0, 0;\n\t"
       "@p ld.global.nc.L1::no_allocate.L2::cache_hint.b32 %0, [%1], %3;\n\t}"
       : "=r"(v)
+      : "l"(ptr), "r"(static_cast<int>(pred)), "l"(policy));
+  return v;
+}
+
+__device__ __forceinline__ uint2 ld_weight(const uint2* ptr, bool pred, uint64_t policy) {
+  uint2 v;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "setp.ne.b32 p, %3, 0;\n\t"
+      "mov.b32 %0, 0;\n\t"
+      "mov.b32 %1, 0;\n\t"
+      "@p ld.global.nc.L1::no_allocate.L2::cache_hint.v2.b32 {%0, %1}, [%2], %4;\n\t}"
+      : "=r"(v.x), "=r"(v.y)
       : "l"(ptr), "r"(static_cast<int>(pred)), "l"(policy));
   return v;
 }
@@ -365,6 +386,44 @@ __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t
   }
 }
 
+// 8-bit weights: the lane's two words hold (a0, a1) and (a2, a3) as bytes [a.lo, a'.lo, a.hi,
+// a'.hi] (layout w8_mma16_shuffled), so register r's pair is bytes {0, 2} (r even) or {1, 3} (r odd)
+// of word r / 2: one mask, no shuffle. Exact integer conversion:
+//   f16: OR the byte into 1024.0's mantissa (10 bits hold 8) and subtract 1024 (u8), or flip the
+//        sign bit first and subtract 1152 (s8).
+//   bf16 (7 mantissa bits): OR the low 7 bits into 128.0 and subtract 128.0 or 256.0 chosen by bit
+//        7 (CUTLASS's sequence; gives the signed value), then add 128 back for u8 (exact: the
+//        result is an integer of at most 8 significant bits).
+template <class Act, bool kZero>
+__device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
+                                             uint32_t z_hi, uint32_t (&a)[4]) {
+  using V2 = typename ActTraits<Act>::Vec2;
+  const V2 s0 = bcast_lo(s_lo, static_cast<V2*>(nullptr));
+  const V2 s1 = bcast_lo(s_hi, static_cast<V2*>(nullptr));
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const uint32_t word = (r < 2 ? w.x : w.y) >> (8 * (r & 1));
+    V2 q;
+    if constexpr (std::is_same_v<Act, __half>) {
+      // 0x64806480 = 1152.0 (1024 + 128) in both halves
+      const uint32_t v = kZero ? ((word & 0x00FF00FFu) | 0x64006400u) : and_xor(word, 0x00FF00FFu, 0x64806480u);
+      q = __hsub2(bits_as<V2>(v), bits_as<V2>(kZero ? 0x64006400u : 0x64806480u));
+    } else {
+      const uint32_t lo7 = (word & 0x007F007Fu) | 0x43004300u;  // 128 + (v & 127)
+      const uint32_t hi1 = (word & 0x00800080u) | 0x43004300u;  // 128, or 256 when bit 7 is set
+      q = __hsub2(bits_as<V2>(lo7), bits_as<V2>(hi1));         // the signed byte
+      if constexpr (kZero) q = __hadd2(q, bits_as<V2>(0x43004300u));
+    }
+    const V2 s = (r & 1) ? s1 : s0;
+    if constexpr (kZero) {
+      const V2 z = bcast_lo((r & 1) ? z_hi : z_lo, static_cast<V2*>(nullptr));
+      a[r] = as_bits(__hfma2(q, s, z));
+    } else {
+      a[r] = as_bits(__hmul2(q, s));
+    }
+  }
+}
+
 // A run of consecutive k atoms inside one warp's K slice that lies inside one scale group.
 struct Chunk {
   int pos;  // first k atom
@@ -400,19 +459,19 @@ constexpr int scale_regs() {
 }
 
 // Registers of one chunk in flight.
-template <bool kZero, int kRowAtoms, int kChunk>
+template <bool kZero, int kRowAtoms, int kChunk, class WWord = uint32_t>
 struct ChunkRegs {
-  uint32_t w[kChunk][kRowAtoms];  // weight words
+  WWord w[kChunk][kRowAtoms];  // this lane's part of each weight atom
   uint32_t s[scale_regs<kRowAtoms>()];
   uint32_t z[kZero ? scale_regs<kRowAtoms>() : 1];
 };
 
 // Per-lane constants of the main loop. Offsets rather than pointers where the base is a kernel
 // parameter (read from the constant bank at each use), to keep loop-carried registers low.
-template <int kRowAtoms, int kTiles>
+template <int kRowAtoms, int kTiles, class WWord = uint32_t>
 struct LaneCtx {
-  const uint32_t* w_lane;       // word `lane` of atom (row block's first row atom, k atom 0)
-  int k_stride_words;           // words between consecutive k atoms of one row atom = na * 32
+  const WWord* w_lane;          // lane's part of atom (row block's first row atom, k atom 0)
+  int k_stride_words;           // lane parts between consecutive k atoms of one row atom = na * 32
   int s_off;                    // scale row 16 * (t / 16) + t % 16 of the row block (group 0)
   bool row_ok[kRowAtoms];       // row atom inside n
   bool rows_full;               // all kRowAtoms row atoms inside n
@@ -430,14 +489,21 @@ __device__ __forceinline__ uint32_t ld_weight(const uint32_t* ptr, uint64_t poli
                : "l"(ptr), "l"(policy));
   return v;
 }
+__device__ __forceinline__ uint2 ld_weight(const uint2* ptr, uint64_t policy) {
+  uint2 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v2.b32 {%0, %1}, [%2], %3;"
+               : "=r"(v.x), "=r"(v.y)
+               : "l"(ptr), "l"(policy));
+  return v;
+}
 
-template <bool kZero, int kRowAtoms, int kChunk, int kTiles>
-__device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk>& f, const Chunk& ch,
-                                           const LaneCtx<kRowAtoms, kTiles>& cx, const Params& p) {
+template <bool kZero, int kRowAtoms, int kChunk, int kTiles, class WWord>
+__device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk, WWord>& f, const Chunk& ch,
+                                           const LaneCtx<kRowAtoms, kTiles, WWord>& cx, const Params& p) {
   // Atom (n_hi, k_hi) starts at word 32 * (n_hi + na * k_hi): the kRowAtoms atoms of one k atom
   // are 32 words apart, consecutive k atoms na * 32 words. Each load is one whole 128-byte atom
   // across the warp (lane t reads word t), fully coalesced.
-  const uint32_t* wp = cx.w_lane + static_cast<size_t>(ch.pos) * cx.k_stride_words;
+  const WWord* wp = cx.w_lane + static_cast<size_t>(ch.pos) * cx.k_stride_words;
   if (ch.len == kChunk && cx.rows_full) {  // the common case: no predicates
 #pragma unroll
     for (int u = 0; u < kChunk; ++u) {
@@ -467,19 +533,19 @@ __device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk>& 
 // slice (weights: kRowAtoms * 128 contiguous bytes per k atom; and the scale / zero rows of their
 // groups). While the previous kernel in the stream still runs, its last CTAs leave DRAM idle; this
 // fills that time, and the main loop's first loads then hit L2. Lanes take k atoms in turn.
-template <bool kZero, int kRowAtoms>
+template <bool kZero, int kRowAtoms, int kAtomBytes>
 __device__ __forceinline__ void prefetch_slice(int rb, int a_begin, int a_end, const Params& p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const int end = min(a_end, a_begin + p.prefetch_atoms);
   if (end <= a_begin) return;
   const int lane = threadIdx.x % 32;
   const int atoms_here = min(kRowAtoms, p.na - rb * kRowAtoms);  // ragged last row block
-  const char* w = static_cast<const char*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 128;
+  const char* w = static_cast<const char*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * kAtomBytes;
   for (int a = a_begin + lane; a < end; a += 32) {
-    const char* line = w + static_cast<size_t>(a) * p.na * 128;
+    const char* line = w + static_cast<size_t>(a) * p.na * kAtomBytes;
 #pragma unroll
-    for (int i = 0; i < kRowAtoms; ++i)
-      if (i < atoms_here) prefetch_l2_line(line + 128 * i);
+    for (int i = 0; i < kRowAtoms * kAtomBytes / 128; ++i)
+      if (i < atoms_here * kAtomBytes / 128) prefetch_l2_line(line + 128 * i);
   }
   const int g_begin = a_begin / p.group_atoms;
   const int g_end = (end - 1) / p.group_atoms + 1;
@@ -528,9 +594,9 @@ __device__ __forceinline__ uint32_t scale_of(const uint32_t (&regs)[kRegs], int 
 }
 
 // Chunk `ch` (weights in f, x in the shared stage at `stage`, already landed) into acc.
-template <class Act, bool kZero, int kRowAtoms, int kChunk, int kTiles>
+template <class Act, bool kZero, int kRowAtoms, int kChunk, int kTiles, class WWord>
 __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4],
-                                              const ChunkRegs<kZero, kRowAtoms, kChunk>& f,
+                                              const ChunkRegs<kZero, kRowAtoms, kChunk, WWord>& f,
                                               const Chunk& ch, uint32_t ldsm_addr) {
   // Bytes between x rows (tokens) of a stage; each x4 beyond the first is 16 tokens further.
   constexpr uint32_t kXRow = x_row_bytes<kChunk>();
@@ -598,9 +664,10 @@ __device__ __forceinline__ void store4(__half* y, float4 v) {
 // The kernel
 // ------------------------------------------------------------------------------------------------
 
-template <class Act, bool kZero, int kRowAtoms, int kTokens>
+template <class Act, bool kZero, int kRowAtoms, int kTokens, int kBits>
 __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, kTokens>()) decode_gemm_kernel(const Params p) {
-  constexpr int kChunk = chunk_atoms<kZero, kRowAtoms, kTokens>();
+  constexpr int kChunk = chunk_atoms<kZero, kRowAtoms, kTokens, kBits>();
+  using WWord = WeightWord<kBits>;
   constexpr int kTiles = kTokens / 8;
   constexpr int kRows = 16 * kRowAtoms;  // rows per warp
   constexpr int kStage = x_stage_bytes<kChunk, kTokens>();
@@ -630,9 +697,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   const int a_end = rb >= p.nb ? a_begin
       : min(p.ka, ((slice + 1) * p.slice_q + min(slice + 1, p.slice_r)) * kChunk);
 
-  LaneCtx<kRowAtoms, kTiles> cx;
+  LaneCtx<kRowAtoms, kTiles, WWord> cx;
   cx.k_stride_words = p.na * 32;
-  cx.w_lane = static_cast<const uint32_t*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 32 + lane;
+  cx.w_lane = static_cast<const WWord*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 32 + lane;
   cx.s_off = rb * kRows + lane;  // scale row of this lane in register 0 (see ChunkRegs)
 #pragma unroll
   for (int i = 0; i < kRowAtoms; ++i) cx.row_ok[i] = rb * kRowAtoms + i < p.na;
@@ -671,7 +738,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   // flight while this chunk computes. One cp.async group per chunk slot (committed even when
   // empty), so wait_group 1 always means "this chunk's x has landed". ----
   {
-    ChunkRegs<kZero, kRowAtoms, kChunk> fa, fb;
+    ChunkRegs<kZero, kRowAtoms, kChunk, WWord> fa, fb;
     Chunk ca = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);
     Chunk cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
     // NOTE(PDL): without ready inputs nothing is loaded before the previous kernel has completed (it
@@ -679,7 +746,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
     // this launch); only L2 prefetches go first, and they cannot return stale data. The next kernel
     // may launch once that wait has returned (whatever it reads early was complete by then).
     if (!p.inputs_ready) {
-      if (rb < p.nb) prefetch_slice<kZero, kRowAtoms>(rb, a_begin, a_end, p);
+      if (rb < p.nb) prefetch_slice<kZero, kRowAtoms, 32 * sizeof(WWord)>(rb, a_begin, a_end, p);
       grid_dependency_wait();
       grid_dependency_launch_dependents();
     }
@@ -864,12 +931,13 @@ struct OverlapKnobs {
   }
 };
 
-template <class Act, bool kZero, int kRowAtoms, int kTokens>
+template <class Act, bool kZero, int kRowAtoms, int kTokens, int kBits = 4>
 struct DecodeGemm {
+  static_assert(kBits == 4 || kBits == 8, "4- or 8-bit weights");
   static_assert(kRowAtoms == 1 || kRowAtoms == 2 || kRowAtoms == 4, "kRowAtoms is 1, 2 or 4");
   static_assert(kTokens == 8 || kTokens == 16 || kTokens == 32 || kTokens == 64,
                 "kTokens is 8, 16, 32 or 64");
-  static constexpr int kChunk = impl::chunk_atoms<kZero, kRowAtoms, kTokens>();
+  static constexpr int kChunk = impl::chunk_atoms<kZero, kRowAtoms, kTokens, kBits>();
   static constexpr int kRows = 16 * kRowAtoms;
   static constexpr int kBlocksPerSm = impl::blocks_per_sm<kRowAtoms, kTokens>();
   // Largest dynamic shared memory of any plan (R * W <= 8 warps): x stages or reduction buffer
@@ -901,7 +969,7 @@ struct DecodeGemm {
     int device = 0;
     cudaGetDevice(&device);
     if (device >= 0 && device < 64 && opted_in[device]) return cudaSuccess;
-    const cudaError_t e = cudaFuncSetAttribute(impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>,
+    const cudaError_t e = cudaFuncSetAttribute(impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kBits>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(kMaxSmemBytes));
     if (e != cudaSuccess) {
@@ -938,7 +1006,7 @@ struct DecodeGemm {
       attr.val.clusterDim.z = 1;
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&clusters, impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>,
+      if (cudaOccupancyMaxActiveClusters(&clusters, impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kBits>,
                                          &cfg) != cudaSuccess) {
         cudaGetLastError();
         clusters = 0;
@@ -965,7 +1033,7 @@ struct DecodeGemm {
                              (static_cast<size_t>(plan.rows_per_cta) * kRows + 4);
     plan.smem_bytes = std::max(x_stages, reduction);
     const OverlapKnobs& knobs = OverlapKnobs::get();
-    plan.prefetch_atoms = knobs.prefetch_bytes_per_warp / (128 * kRowAtoms);
+    plan.prefetch_atoms = knobs.prefetch_bytes_per_warp / (16 * kBits * kRowAtoms);  // atom: 32 lanes x 8 values
     // Split K through a cluster where the GPU has clusters (sm_90), S fits one, and rank 0 can hold
     // the S - 1 incoming partials past its reduction buffer within the shared memory the
     // instantiation is built for (so kBlocksPerSm CTAs still fit an SM).
@@ -1023,7 +1091,7 @@ struct DecodeGemm {
   }
 
   static std::string name() {
-    return std::string("decode_") + impl::ActTraits<Act>::kName + (kZero ? "xu4" : "xs4") + "_r" +
+    return std::string("decode_") + impl::ActTraits<Act>::kName + (kZero ? "xu" : "xs") + std::to_string(kBits) + "_r" +
            std::to_string(kRowAtoms) + "_t" + std::to_string(kTokens);
   }
 
@@ -1051,10 +1119,10 @@ struct DecodeGemm {
       return invalid(err, "scales must be a non-NULL, 2-byte aligned device pointer");
     if (kZero) {
       if (p.zeros == nullptr || reinterpret_cast<uintptr_t>(p.zeros) % 2 != 0)
-        return invalid(err, "zeros must be a non-NULL, 2-byte aligned device pointer (u4 kernel: "
+        return invalid(err, "zeros must be a non-NULL, 2-byte aligned device pointer (unsigned weights: "
                             "dequant = q * scale + zero)");
     } else if (p.zeros != nullptr) {
-      return invalid(err, "zeros must be NULL: this is the s4 kernel (dequant = q * scale)");
+      return invalid(err, "zeros must be NULL: signed weights are symmetric (dequant = q * scale)");
     }
     if (p.bias != nullptr) return invalid(err, "bias must be NULL: this kernel does not fuse bias");
     if (p.x_scales != nullptr)
@@ -1152,7 +1220,7 @@ struct DecodeGemm {
       kp.counters = static_cast<int*>(p.workspace);
       kp.partials = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + impl::kCounterBytes);
     }
-    auto kernel = impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>;
+    auto kernel = impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kBits>;
     if (plan.smem_bytes > 48 * 1024) {
       if (const cudaError_t e = opt_in_smem(); e != cudaSuccess) {
         err = name() + ": cudaFuncSetAttribute(max dynamic smem) failed: " + cudaGetErrorString(e);

@@ -2,7 +2,7 @@
 // TMA warp-specialized mainloop with the weight as the register-sourced wgmma operand.
 //
 // Operand roles (A/B swapped so that tokens are the small side of the tile):
-//   GEMM A = W  [N, K]  packed 4-bit, reordered with WeightLayoutAtom (see below)
+//   GEMM A = W  [N, K]  packed 4- or 8-bit integers, reordered with WeightLayoutAtom (weight_layout.h)
 //   GEMM B = x  [M, K]  activations, K contiguous
 //   GEMM D = y^T [N, M] column-major, i.e. y [M, N] row-major
 // dequant(W) = q * scale (+ zero), scale/zero [K / group, N] with N contiguous.
@@ -66,7 +66,8 @@ struct MixedGemm {
   using TileShape = cute::Shape<cute::Int<kTileN>, cute::Int<kTileM>, cute::Int<kTileK>>;
   using ClusterShape = cute::Shape<cute::Int<kClusterN>, cute::_1, cute::_1>;
   using StrideW = cutlass::detail::TagToStrideA_t<cutlass::layout::RowMajor>;
-  using LayoutW = decltype(cute::tile_to_shape(WeightLayoutAtom<Act>{},
+  static constexpr int kWeightBits = cutlass::sizeof_bits<Weight>::value;
+  using LayoutW = decltype(cute::tile_to_shape(WeightLayoutAtom<Act, kWeightBits>{},
                                                cute::Layout<cute::Shape<int, int, int>, StrideW>{}));
 
   using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
@@ -99,12 +100,12 @@ struct MixedGemm {
     using MainloopArgs = typename CollectiveMainloop::Arguments;
     MainloopArgs mainloop;
     if constexpr (kZero) {
-      mainloop = MainloopArgs{static_cast<Weight const*>(p.w), weight_layout<Act>(n, k),
+      mainloop = MainloopArgs{static_cast<Weight const*>(p.w), weight_layout<Act, kWeightBits>(n, k),
                               static_cast<Act const*>(p.x), stride_x,
                               static_cast<Act const*>(p.scales), stride_s, static_cast<int>(p.group_size),
                               static_cast<Act const*>(p.zeros)};
     } else {
-      mainloop = MainloopArgs{static_cast<Weight const*>(p.w), weight_layout<Act>(n, k),
+      mainloop = MainloopArgs{static_cast<Weight const*>(p.w), weight_layout<Act, kWeightBits>(n, k),
                               static_cast<Act const*>(p.x), stride_x,
                               static_cast<Act const*>(p.scales), stride_s, static_cast<int>(p.group_size)};
     }
