@@ -392,8 +392,8 @@ __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t
 //   f16: OR the byte into 1024.0's mantissa (10 bits hold 8) and subtract 1024 (u8), or flip the
 //        sign bit first and subtract 1152 (s8).
 //   bf16 (7 mantissa bits): OR the low 7 bits into 128.0 and subtract 128.0 or 256.0 chosen by bit
-//        7 (CUTLASS's sequence; gives the signed value), then add 128 back for u8 (exact: the
-//        result is an integer of at most 8 significant bits).
+//        7 (CUTLASS's sequence; gives the signed value); u8 flips bit 7 first (v - 128) and adds
+//        128 back (exact: an integer of at most 8 significant bits).
 template <class Act, bool kZero>
 __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
                                              uint32_t z_hi, uint32_t (&a)[4]) {
@@ -409,8 +409,10 @@ __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_
       const uint32_t v = kZero ? ((word & 0x00FF00FFu) | 0x64006400u) : and_xor(word, 0x00FF00FFu, 0x64806480u);
       q = __hsub2(bits_as<V2>(v), bits_as<V2>(kZero ? 0x64006400u : 0x64806480u));
     } else {
+      // u8: flip bit 7 first (v - 128 as a signed byte), add the 128 back after
+      const uint32_t b7 = kZero ? ~word : word;
       const uint32_t lo7 = (word & 0x007F007Fu) | 0x43004300u;  // 128 + (v & 127)
-      const uint32_t hi1 = (word & 0x00800080u) | 0x43004300u;  // 128, or 256 when bit 7 is set
+      const uint32_t hi1 = (b7 & 0x00800080u) | 0x43004300u;    // 128, or 256 when bit 7 is set
       q = __hsub2(bits_as<V2>(lo7), bits_as<V2>(hi1));         // the signed byte
       if constexpr (kZero) q = __hadd2(q, bits_as<V2>(0x43004300u));
     }
