@@ -52,8 +52,9 @@ def select(filter_expr: Optional[str], archs: Optional[Iterable[str]] = None) ->
     """Kernels matching a filter: None/'' or 'default' -> the default set, 'all' -> the catalogue,
     'smoke' -> one kernel per family (what CI compiles), 'none', else a comma-separated list of tokens; a
     kernel matches when its name contains every '+'-joined part of some token (e.g. 'bf16xs4+t128x16'
-    or a full name). With `archs` (nvcc targets such as '90a', '80'), only kernels that have code for
-    one of them."""
+    or a full name); 'default:TOKENS' matches the tokens within the default set only (e.g.
+    'default:xs4,xu4': the default 4-bit kernels). With `archs` (nvcc targets such as '90a', '80'),
+    only kernels that have code for one of them."""
     if not filter_expr or filter_expr == "default":
         specs = default_kernels()
     elif filter_expr == "all":
@@ -63,12 +64,15 @@ def select(filter_expr: Optional[str], archs: Optional[Iterable[str]] = None) ->
     elif filter_expr == "none":
         specs = []
     else:
-        tokens = [t.strip() for t in filter_expr.split(",") if t.strip()]
         pool = catalog()
+        if filter_expr.startswith("default:"):
+            filter_expr, pool = filter_expr[len("default:"):], default_kernels()
+        tokens = [t.strip() for t in filter_expr.split(",") if t.strip()]
         specs = [s for s in pool if any(_matches(t, s.name()) for t in tokens)]
         unmatched = [t for t in tokens if not any(_matches(t, s.name()) for s in pool)]
         if unmatched:
-            raise ValueError(f"kernel filter token(s) {unmatched} match no kernel in the catalogue "
+            where = "the default set" if len(pool) < len(catalog()) else "the catalogue"
+            raise ValueError(f"kernel filter token(s) {unmatched} match no kernel in {where} "
                              f"(see `mixgemm list --all`)")
     if archs is not None:
         archs = list(archs)

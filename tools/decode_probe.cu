@@ -223,7 +223,7 @@ Variant make_variant() {
                  &G::run_plan,       &G::make_plan,
                  &G::finish_plan,
                  reinterpret_cast<const void*>(
-                     &mixgemm::decode::impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens>),
+                     &mixgemm::decode::impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, 4>),
                  G::kMaxSmemBytes};
 }
 

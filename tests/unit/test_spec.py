@@ -160,6 +160,11 @@ def test_select_filters():
         select("nosuchthing")
     assert {s.token for s in select("default", archs=["80"])} == {"dec"}
     assert select("default", archs=["75"]) == []
+    four = select("default:xs4,xu4")
+    assert four and set(four) < set(default_kernels()) and {s.weight.bits for s in four} == {4}
+    assert {s.weight.bits for s in default_kernels()} == {4, 8}
+    with pytest.raises(ValueError, match="match no kernel in the default set"):
+        select("default:t128x16x64_c1x1_pp")
 
 
 @pytest.mark.parametrize("text, expect", [("90a", ["90a"]), ("sm_90a", ["90a"]), ("sm90a;80", ["90a", "80"]),
