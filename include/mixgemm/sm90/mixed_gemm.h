@@ -38,8 +38,51 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "cutlass/util/packed_stride.hpp"
 
+#include "cutlass/detail/collective/mixed_input_utils.hpp"
+
 #include "mixgemm/registry.h"
 #include "mixgemm/sm90/weight_layout.h"
+
+// Unsigned bytes -> bf16 / fp16 in the 8-bit layout's value order ([0,2,1,3] per 32-bit word, so a
+// pair is bytes {0, 2} or {1, 3}): CUTLASS ships such converters for signed bytes only, and its
+// generic path converts one value at a time through float. Exact: fp16 takes the byte into 1024.0's
+// mantissa; bf16 (7 mantissa bits) builds the value of the byte with bit 7 flipped as a signed one
+// (CUTLASS's int8 sequence) and adds 128 back.
+namespace cutlass {
+template <class Dst>
+struct Uint8PairsToHalves {
+  template <class EngineIn, class EngineOut, class LayoutIn, class LayoutOut>
+  CUTLASS_DEVICE static void convert(cute::Tensor<EngineIn, LayoutIn> const& src, cute::Tensor<EngineOut, LayoutOut>& dst) {
+    static_assert(cute::is_same_v<uint8_t, typename EngineIn::value_type> &&
+                  cute::is_same_v<Dst, typename EngineOut::value_type>);
+    const uint32_t w = cute::recast<uint32_t>(src)(0);
+    auto&& r = cute::recast<uint32_t>(dst);
+    CUTLASS_PRAGMA_UNROLL
+    for (int ii = 0; ii < 2; ++ii) {
+      const uint32_t word = w >> (8 * ii);
+      if constexpr (cute::is_same_v<Dst, cutlass::half_t>) {
+        const uint32_t v = (word & 0x00FF00FFu) | 0x64006400u;  // 1024 + byte
+        const __half2 q = __hsub2(reinterpret_cast<const __half2&>(v), __half2(__half(1024.f), __half(1024.f)));
+        r(ii) = reinterpret_cast<const uint32_t&>(q);
+      } else {
+        const uint32_t lo7 = (word & 0x007F007Fu) | 0x43004300u;   // 128 + (byte & 127)
+        const uint32_t hi1 = (~word & 0x00800080u) | 0x43004300u;  // 256, or 128 when bit 7 is set
+        const uint32_t k128 = 0x43004300u;
+        __nv_bfloat162 q = __hsub2(reinterpret_cast<const __nv_bfloat162&>(lo7),
+                                   reinterpret_cast<const __nv_bfloat162&>(hi1));
+        q = __hadd2(q, reinterpret_cast<const __nv_bfloat162&>(k128));
+        r(ii) = reinterpret_cast<const uint32_t&>(q);
+      }
+    }
+  }
+};
+template <>
+struct LayoutAwareConvertImpl<uint8_t, cutlass::bfloat16_t, cute::Layout<cute::Shape<cute::_2, cute::_2>, cute::Stride<cute::_2, cute::_1>>,
+                              cute::Layout<cute::_4>> : Uint8PairsToHalves<cutlass::bfloat16_t> {};
+template <>
+struct LayoutAwareConvertImpl<uint8_t, cutlass::half_t, cute::Layout<cute::Shape<cute::_2, cute::_2>, cute::Stride<cute::_2, cute::_1>>,
+                              cute::Layout<cute::_4>> : Uint8PairsToHalves<cutlass::half_t> {};
+}  // namespace cutlass
 
 namespace mixgemm::sm90 {
 
