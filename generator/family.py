@@ -237,12 +237,15 @@ class KernelSpec:
 INT_WEIGHTS = (DType.S4, DType.U4, DType.S8, DType.U8)
 """Integer weight formats of the weight-only families: signed ones symmetric, unsigned ones with
 zero points."""
+FP8_WEIGHTS = (DType.E4M3, DType.E5M2)
+"""8-bit float weight formats of the weight-only families (symmetric: scales, no zero points)."""
+WEIGHTS = INT_WEIGHTS + FP8_WEIGHTS
 
 
-def weight_only_types_reason(spec: KernelSpec, weights: tuple[DType, ...] = INT_WEIGHTS) -> Optional[str]:
-    """The type rules shared by the weight-only families (16-bit activations, 4- and 8-bit integer
-    weights with group scales; signed ones symmetric, unsigned ones with zero points; output in the
-    activation dtype)."""
+def weight_only_types_reason(spec: KernelSpec, weights: tuple[DType, ...] = WEIGHTS) -> Optional[str]:
+    """The type rules shared by the weight-only families (16-bit activations; 4- and 8-bit integer
+    and 8-bit float weights with group scales; signed ones symmetric, unsigned ones with zero
+    points; output in the activation dtype)."""
     if spec.act not in (DType.BF16, DType.F16):
         return f"activation {spec.act.short} is not supported (bf16, f16)"
     if spec.weight not in weights:
@@ -250,9 +253,11 @@ def weight_only_types_reason(spec: KernelSpec, weights: tuple[DType, ...] = INT_
     if spec.out != spec.act:
         return "output dtype must equal the activation dtype"
     if spec.scale != ScaleMode.GROUP:
-        return "integer weights need scales"
+        return "weights need scales (group or per-channel)"
     if not spec.weight.signed and not spec.zero:
         return f"{spec.weight.short} weights need zero points (unsigned values cannot be centred otherwise)"
+    if spec.weight in FP8_WEIGHTS and spec.zero:
+        return f"{spec.weight.short} weights are symmetric: zero points are for unsigned integer weights"
     if spec.weight.signed and spec.zero:
         unsigned = "u" + spec.weight.short[1:]
         return f"{spec.weight.short} weights are symmetric: use {unsigned} with zero points for asymmetric quantization"

@@ -2,5 +2,6 @@
 #include "mixgemm/decode/decode_gemm.h"
 
 using mixgemm_dec_bf16xs4_g_bf16_t32x8_config = ::mixgemm::decode::DecodeGemm<__nv_bfloat16,
-    false, 2, 8, 4>;
+    false, 2, 8,
+    4>;
 MIXGEMM_REGISTER_KERNEL(mixgemm_dec_bf16xs4_g_bf16_t32x8, mixgemm_dec_bf16xs4_g_bf16_t32x8_config, 80, 86, 87, 89, 90)

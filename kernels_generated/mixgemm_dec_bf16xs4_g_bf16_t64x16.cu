@@ -2,5 +2,6 @@
 #include "mixgemm/decode/decode_gemm.h"
 
 using mixgemm_dec_bf16xs4_g_bf16_t64x16_config = ::mixgemm::decode::DecodeGemm<__nv_bfloat16,
-    false, 4, 16, 4>;
+    false, 4, 16,
+    4>;
 MIXGEMM_REGISTER_KERNEL(mixgemm_dec_bf16xs4_g_bf16_t64x16, mixgemm_dec_bf16xs4_g_bf16_t64x16_config, 80, 86, 87, 89, 90)

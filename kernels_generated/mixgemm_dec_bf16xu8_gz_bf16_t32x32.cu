@@ -2,5 +2,6 @@
 #include "mixgemm/decode/decode_gemm.h"
 
 using mixgemm_dec_bf16xu8_gz_bf16_t32x32_config = ::mixgemm::decode::DecodeGemm<__nv_bfloat16,
-    true, 2, 32, 8>;
+    true, 2, 32,
+    8>;
 MIXGEMM_REGISTER_KERNEL(mixgemm_dec_bf16xu8_gz_bf16_t32x32, mixgemm_dec_bf16xu8_gz_bf16_t32x32_config, 80, 86, 87, 89, 90)

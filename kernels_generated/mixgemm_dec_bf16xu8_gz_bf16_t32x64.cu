@@ -2,5 +2,6 @@
 #include "mixgemm/decode/decode_gemm.h"
 
 using mixgemm_dec_bf16xu8_gz_bf16_t32x64_config = ::mixgemm::decode::DecodeGemm<__nv_bfloat16,
-    true, 2, 64, 8>;
+    true, 2, 64,
+    8>;
 MIXGEMM_REGISTER_KERNEL(mixgemm_dec_bf16xu8_gz_bf16_t32x64, mixgemm_dec_bf16xu8_gz_bf16_t32x64_config, 80, 86, 87, 89, 90)

@@ -2,5 +2,6 @@
 #include "mixgemm/decode/decode_gemm.h"
 
 using mixgemm_dec_f16xs4_g_f16_t16x64_config = ::mixgemm::decode::DecodeGemm<__half,
-    false, 1, 64, 4>;
+    false, 1, 64,
+    4>;
 MIXGEMM_REGISTER_KERNEL(mixgemm_dec_f16xs4_g_f16_t16x64, mixgemm_dec_f16xs4_g_f16_t16x64_config, 80, 86, 87, 89, 90)

@@ -2,5 +2,6 @@
 #include "mixgemm/decode/decode_gemm.h"
 
 using mixgemm_dec_f16xs4_g_f16_t64x8_config = ::mixgemm::decode::DecodeGemm<__half,
-    false, 4, 8, 4>;
+    false, 4, 8,
+    4>;
 MIXGEMM_REGISTER_KERNEL(mixgemm_dec_f16xs4_g_f16_t64x8, mixgemm_dec_f16xs4_g_f16_t64x8_config, 80, 86, 87, 89, 90)

@@ -2,5 +2,6 @@
 #include "mixgemm/decode/decode_gemm.h"
 
 using mixgemm_dec_f16xu4_gz_f16_t32x32_config = ::mixgemm::decode::DecodeGemm<__half,
-    true, 2, 32, 4>;
+    true, 2, 32,
+    4>;
 MIXGEMM_REGISTER_KERNEL(mixgemm_dec_f16xu4_gz_f16_t32x32, mixgemm_dec_f16xu4_gz_f16_t32x32_config, 80, 86, 87, 89, 90)

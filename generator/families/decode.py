@@ -14,7 +14,7 @@ import re
 from typing import Iterable, Optional
 
 from ..dtypes import ACTIVATIONS, DType, ScaleMode
-from ..family import COST, INT_WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
+from ..family import COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
 from ..layouts import layout_for_bits
 
 ROWS = (16, 32, 64)   # output features per warp: 1, 2 or 4 layout atoms
@@ -28,6 +28,7 @@ TOKENS = (8, 16, 32, 64)  # 1, 2, 4 or 8 mma n8 tiles
 DEFAULT = {(16, 8), (32, 8), (32, 16), (64, 8), (64, 16), (16, 32), (32, 32), (16, 64), (32, 64)}
 # 8-bit weights (not yet tuned): one warp tile per token count, 32 rows (64 for 8 tokens too).
 DEFAULT_8BIT = {(32, 8), (64, 8), (32, 16), (32, 32), (32, 64)}
+DEFAULT_E5M2 = {(32, 8), (32, 64)}  # e5m2 weights are rare (e4m3 holds more precision)
 # Bytes per second that SMs pull x from L2 (through L1) in total: each warp row block reads its K
 # slice of x for the M tokens (R row blocks of a CTA share it in L1, but small layers run R = 1), so x
 # traffic is N / rows times the activations. An assumption of H100-class hardware, not a fit.
@@ -60,7 +61,7 @@ class DecodeSpec(KernelSpec):
     @classmethod
     def product(cls) -> Iterable["DecodeSpec"]:
         for act, weight, zero, rows, tokens in itertools.product(
-                ACTIVATIONS, INT_WEIGHTS, (False, True), ROWS, TOKENS):
+                ACTIVATIONS, WEIGHTS, (False, True), ROWS, TOKENS):
             yield cls(act, weight, ScaleMode.GROUP, zero, act, rows=rows, tokens=tokens)
 
     def invalid_reason(self) -> Optional[str]:
@@ -77,6 +78,8 @@ class DecodeSpec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
+        if self.weight == DType.E5M2:
+            return (self.rows, self.tokens) in DEFAULT_E5M2
         return (self.rows, self.tokens) in (DEFAULT_8BIT if self.weight.bits == 8 else DEFAULT)
 
     def is_smoke(self) -> bool:

@@ -22,7 +22,7 @@ import re
 from typing import Iterable, Optional
 
 from ..dtypes import ACTIVATIONS, DType, ScaleMode
-from ..family import COST, INT_WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
+from ..family import COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
 from ..layouts import layout_for_bits
 
 SMEM_BYTES = 232448  # opt-in shared memory per block on H100/H200 (227 KiB)
@@ -36,8 +36,10 @@ DEFAULT_TILES = {((128, 16), (2, 1)), ((128, 64), (1, 1)), ((256, 128), (1, 1)),
 # 256-row one for large layers at M = 32-128 (H100 tune, 2026-11-23: 6-19% faster than 128x64 on
 # 28672x4096, 10240x8192, 57344x8192 and 8192x28672).
 DEFAULT_SK_TILES = {((128, 64), (1, 1)), ((256, 64), (1, 1)), ((128, 128), (1, 1)), ((128, 256), (1, 1))}
-# 8-bit weights (not yet tuned): the four regimes and one stream-K tile for M = 17..256.
+# 8-bit weights (not yet tuned): the four regimes and one stream-K tile for M = 17..256; e5m2
+# weights (rare: e4m3 holds more precision) only a small-batch and a prefill tile.
 DEFAULT_SK_TILES_8BIT = {((128, 64), (1, 1))}
+DEFAULT_TILES_E5M2 = {((128, 64), (1, 1)), ((128, 256), (1, 1))}
 SMOKE = "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
 
 
@@ -111,7 +113,7 @@ class Sm90MixedSpec(KernelSpec):
     @classmethod
     def product(cls) -> Iterable["Sm90MixedSpec"]:
         for act, weight, zero, tn, tm, cluster, schedule, decomp in itertools.product(
-                ACTIVATIONS, INT_WEIGHTS, (False, True), TILES_N, TILES_M, CLUSTERS, tuple(Schedule),
+                ACTIVATIONS, WEIGHTS, (False, True), TILES_N, TILES_M, CLUSTERS, tuple(Schedule),
                 tuple(Decomposition)):
             yield cls(act, weight, ScaleMode.GROUP, zero, act, tile=(tn, tm, tile_k(act)), cluster=cluster,
                       schedule=schedule, decomp=decomp)
@@ -153,7 +155,9 @@ class Sm90MixedSpec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
-        if self.decomp == Decomposition.STREAM_K:
+        if self.weight == DType.E5M2:
+            tiles = set() if self.decomp == Decomposition.STREAM_K else DEFAULT_TILES_E5M2
+        elif self.decomp == Decomposition.STREAM_K:
             tiles = DEFAULT_SK_TILES_8BIT if self.weight.bits == 8 else DEFAULT_SK_TILES
         else:
             tiles = DEFAULT_TILES

@@ -268,7 +268,8 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
              act_dtype: Optional[torch.dtype] = None, pad: bool = False, layout: Optional[str] = None) -> PackedWeight:
     """Quantize a Linear weight ``w`` [N, K] (out x in) round-to-nearest and pack it.
 
-    weight_dtype: one of FORMATS ('s4', 's8' symmetric; 'u4', 'u8' with zero points).
+    weight_dtype: one of FORMATS ('s4', 's8' symmetric; 'u4', 'u8' with zero points; 'e4m3', 'e5m2'
+        8-bit floats, symmetric).
     group_size: k per scale; -1 (PER_CHANNEL) for one scale per output channel.
     zero_point: defaults to the format's (False for s4, True for u4); other values are refused.
     arch: compute capability (e.g. 90, 86) of the GPU it will run on; default: w's GPU, else the

@@ -95,6 +95,45 @@ class WeightFormat:
         return w.to(dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class FloatWeightFormat(WeightFormat):
+    """An 8-bit float weight format (e4m3, e5m2): symmetric, scale = group amax / `target`, values
+    rounded to nearest even by torch's cast. Its integer values (what `unpack` returns and layouts
+    pack) are the codes: the bytes read as int8."""
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype.torch_name)
+
+    @property
+    def fmax(self) -> float:
+        return float(torch.finfo(self.torch_dtype).max)
+
+    @property
+    def target(self) -> float:
+        """What a group's largest magnitude maps to: e4m3's largest finite value, 448, for both (e5m2
+        reaches 57344, but amax / 57344 is below fp16's normal range for weights under ~3.5, and
+        e5m2 keeps 2 mantissa bits at every magnitude, so the headroom would only cost scale bits)."""
+        return min(self.fmax, 448.0)
+
+    def codes_to_values(self, q: torch.Tensor) -> torch.Tensor:
+        return q.to(torch.int8).view(self.torch_dtype).float()
+
+    def quantize(self, w: torch.Tensor, group_size: int, act: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        n, k = w.shape
+        g = w.float().reshape(n, k // group_size, group_size)
+        amax = g.abs().amax(dim=-1)
+        scale = torch.where(amax > 0, amax / self.target, torch.ones_like(amax)).to(act)
+        v = (g / scale.float().unsqueeze(-1)).clamp(-self.fmax, self.fmax).to(self.torch_dtype)
+        return v.view(torch.int8).to(torch.int16).reshape(n, k), scale.t().contiguous(), None
+
+    def dequantize(self, q: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], group_size: int,
+                   dtype: torch.dtype) -> torch.Tensor:
+        """value * scale exactly in fp32 (4 or 3 significant bits times 8 or 11), rounded once."""
+        return (self.codes_to_values(q) * expand_groups(scales, group_size)).to(dtype)
+
+
 FORMATS: dict[str, WeightFormat] = {}
 
 
@@ -107,6 +146,8 @@ register_format(WeightFormat("s4", DType.S4, zero_point=False))
 register_format(WeightFormat("u4", DType.U4, zero_point=True))
 register_format(WeightFormat("s8", DType.S8, zero_point=False))
 register_format(WeightFormat("u8", DType.U8, zero_point=True))
+register_format(FloatWeightFormat("e4m3", DType.E4M3, zero_point=False))
+register_format(FloatWeightFormat("e5m2", DType.E5M2, zero_point=False))
 
 
 # ---- packed layouts ----------------------------------------------------------------------------------

@@ -50,6 +50,27 @@ def test_awkward_shapes(weight, act, n, k, g):
         assert_close_to_reference(y, reference(x, pw), f"{weight}x{act} N={n} K={k} g={g} M={m}")
 
 
+@pytest.mark.parametrize("weight, act", FORMATS)
+def test_kernels_multiply_by_exactly_the_dequantized_weights(weight, act):
+    """x = one-hot rows picks single weight columns: y must equal dequantize(pw)'s columns bit for bit
+    (one product per output, accumulated in fp32 and rounded to act, which the dequantized value
+    already is). Half the columns are tiny against their group's largest value, so 8-bit float
+    weights take subnormal codes there, and integer ones small values."""
+    n, k = 256, 512
+    g = torch.Generator(device="cuda").manual_seed(3)
+    w = torch.randn(n, k, device="cuda", generator=g)
+    w[:, 1::2] *= 1e-5
+    pw = mixgemm.quantize(w, weight, 128, act_dtype=torch_dtype(act))
+    wq = mixgemm.dequantize(pw)
+    for m in (1, 16, 64, 300):
+        cols = torch.randperm(k, device="cuda", generator=g)[:m] if m <= k else None
+        x = torch.zeros(m, k, device="cuda", dtype=torch_dtype(act))
+        x[torch.arange(m, device="cuda"), cols] = 1
+        y = mixgemm.gemm(x, pw)
+        kernel = mixgemm.explain(x, pw).choice.spec.name()
+        assert torch.equal(y, wq[:, cols].t()), f"{weight} x {act} M={m} ({kernel}): not the dequantized weights"
+
+
 @pytest.mark.parametrize("n, k, g", [(8, 256, 128), (2736, 7392, 128), (100, 1000, 64), (4104, 14336 // 8 + 8, -1)])
 def test_pad_runs_any_shape(n, k, g):
     with pytest.raises(ValueError, match="pad=True"):

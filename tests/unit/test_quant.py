@@ -5,7 +5,8 @@ from hypothesis import given, settings, strategies as st
 
 import mixgemm
 from mixgemm.generator.layouts import W4_MMA16
-from mixgemm.quant import FORMATS, LAYOUTS, mma16_permute, mma16_unpermute, pack_nibbles, unpack_nibbles
+from mixgemm.quant import (FORMATS, LAYOUTS, FloatWeightFormat, mma16_permute, mma16_unpermute, pack_nibbles,
+                           unpack_nibbles)
 
 
 def reference_quantize(w, fmt, group_size, act):
@@ -34,7 +35,38 @@ def reference_quantize(w, fmt, group_size, act):
     return out_q, scales, zeros
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+INT_FORMATS = sorted(n for n, f in FORMATS.items() if not isinstance(f, FloatWeightFormat))
+FLOAT_FORMATS = sorted(n for n, f in FORMATS.items() if isinstance(f, FloatWeightFormat))
+
+
+@pytest.mark.parametrize("fmt", FLOAT_FORMATS)
+@pytest.mark.parametrize("act", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("group_size", [64, -1])
+def test_float8_quantize_matches_reference(fmt, act, group_size):
+    """Scale = group amax / 448 (rounded to act); values are the nearest-even codes of w / scale;
+    dequantize is code value * scale, rounded once."""
+    torch.manual_seed(0)
+    w = torch.randn(48, 256) * 0.05
+    w[3, 7] = 0.0
+    w[5, :] = 0.0  # an all-zero row: scale 1, codes 0
+    dt = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}[fmt]
+    fmax = float(torch.finfo(dt).max)
+    target = 448.0  # e4m3's largest finite value, for both formats
+    pw = mixgemm.quantize(w, fmt, group_size, act_dtype=act)
+    g = 256 if group_size == -1 else group_size
+    blocks = w.double().reshape(48, 256 // g, g)
+    amax = blocks.abs().amax(-1)
+    s = torch.where(amax > 0, amax / target, torch.ones_like(amax)).to(act)
+    vals = (blocks / s.double()[..., None]).clamp(-fmax, fmax).float().to(dt).float().reshape(48, 256)
+    torch.testing.assert_close(pw.scales, s.t().contiguous(), rtol=0, atol=0)
+    got = mixgemm.unpack(pw).to(torch.int8).view(dt).float()
+    assert (got != vals).float().mean() < 1e-3  # float64 vs float32 division near a tie
+    exact = (got.double() * s.double().repeat_interleave(g, 1)).to(act)
+    assert torch.equal(mixgemm.dequantize(pw), exact)
+    assert torch.isfinite(got).all() and (mixgemm.unpack(pw)[5] == 0).all()
+
+
+@pytest.mark.parametrize("fmt", INT_FORMATS)
 @pytest.mark.parametrize("act", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("group_size", [64, 128, -1])
 def test_quantize_matches_reference(fmt, act, group_size):

@@ -7,7 +7,7 @@ from mixgemm.generator import (FAMILIES, DecodeSpec, DType, KernelSpec, ScaleMod
                                default_kernels, invalid_reason, is_valid, select, smoke_kernels)
 from mixgemm.generator.families.sm90_mixed import Decomposition
 from mixgemm.generator.catalog import product_of_axes
-from mixgemm.generator.family import INT_WEIGHTS
+from mixgemm.generator.family import WEIGHTS
 from mixgemm.generator.cli import parse_archs
 
 
@@ -33,7 +33,7 @@ def test_default_set_is_valid_and_covers_the_type_pairs_in_every_family():
     assert d and all(is_valid(s) for s in d)
     for token in FAMILIES:
         pairs = {(s.act, s.weight, s.zero) for s in d if s.token == token}
-        assert pairs == {(a, w, not w.signed) for a in (DType.BF16, DType.F16) for w in INT_WEIGHTS}, token
+        assert pairs == {(a, w, not w.signed) for a in (DType.BF16, DType.F16) for w in WEIGHTS}, token
 
 
 def test_smoke_is_one_kernel_per_family():
@@ -104,7 +104,8 @@ def spec(**kw):
 
 @pytest.mark.parametrize("kw, fragment", [
     (dict(act=DType.F32), "activation"),
-    (dict(weight=DType.E4M3), "weight"),
+    (dict(weight=DType.F16), "weight"),
+    (dict(weight=DType.E4M3, zero=True), "symmetric"),
     (dict(weight=DType.U8), "zero"),
     (dict(out=DType.F16), "output"),
     (dict(weight=DType.U4), "zero"),

@@ -1,5 +1,5 @@
 // Decode GEMM: y[M, N] = x[M, K] @ dequant(W)[N, K]^T for small M (1..kTokens, kTokens = 8, 16, 32
-// or 64), 4- or 8-bit integer weights (kBits) and bf16/fp16 activations, built on mma.sync.m16n8k16
+// or 64), 4-/8-bit integer or 8-bit float weights (kWeight) and bf16/fp16 activations, built on mma.sync.m16n8k16
 // (sm_80 and later; also run on sm_90).
 //
 // The weight is the mma's A operand (16 output rows x 16 k per atom), the tokens are its B operand
@@ -115,6 +115,11 @@ constexpr int chunk_atoms() {
   if constexpr (kTokens == 32) return 4;
   return kRowAtoms == 4 && (kTokens == 16 || kZero) ? 4 : 8;
 }
+
+// Weight formats (the kernel's kWeight): 4- and 8-bit integers (signedness from kZero) and 8-bit
+// floats.
+constexpr int kInt4 = 4, kInt8 = 8, kE4M3 = 0x43, kE5M2 = 0x52;
+constexpr int weight_bits(int kind) { return kind == kInt4 ? 4 : 8; }
 
 // One lane's share of a 16x16 weight atom: 8 values, one 32-bit word of 4-bit ones or two of 8-bit
 // ones. An atom is 32 of them (lane t's at index t), in both widths.
@@ -364,7 +369,7 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // exponent bits, which are zero under the mask); subtracting the same bit pattern's value is exact
 // and leaves q. u4 uses the plain magic and v = q. Then one rounding: q * s (hmul2) or
 // fma(q, s, z) (hfma2).
-template <class Act, bool kZero>
+template <class Act, bool kZero, int kWeight>
 __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
                                              uint32_t z_hi, uint32_t (&a)[4]) {
   using V2 = typename ActTraits<Act>::Vec2;
@@ -394,7 +399,30 @@ __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t
 //   bf16 (7 mantissa bits): OR the low 7 bits into 128.0 and subtract 128.0 or 256.0 chosen by bit
 //        7 (CUTLASS's sequence; gives the signed value); u8 flips bit 7 first (v - 128) and adds
 //        128 back (exact: an integer of at most 8 significant bits).
-template <class Act, bool kZero>
+//
+// 8-bit floats: one byte permute puts each byte of the pair in the high byte of its 16-bit half
+// (sign at bit 15), then the exponent and mantissa bits move down to the activation type's places
+// and one multiply by 2^(bias difference) rescales: exact for every finite value, subnormals
+// included (e5m2 is the top byte of fp16 as it is). NaN codes are not preserved (quantize never
+// writes them).
+template <class Act, int kWeight>
+__device__ __forceinline__ typename ActTraits<Act>::Vec2 fp8_pair(uint32_t word, int odd) {
+  using V2 = typename ActTraits<Act>::Vec2;
+  const uint32_t p = __byte_perm(word, 0u, odd ? 0x3414u : 0x2404u);  // bytes {1,3} or {0,2}, << 8
+  if constexpr (std::is_same_v<Act, __half>) {
+    if constexpr (kWeight == kE5M2) return bits_as<V2>(p);
+    const uint32_t f = ((p >> 1) & 0x3F803F80u) | (p & 0x80008000u);
+    return __hmul2(bits_as<V2>(f), bits_as<V2>(0x5C005C00u));  // 2^8
+  } else if constexpr (kWeight == kE4M3) {
+    const uint32_t f = ((p >> 4) & 0x07F007F0u) | (p & 0x80008000u);
+    return __hmul2(bits_as<V2>(f), bits_as<V2>(0x7B807B80u));  // 2^120
+  } else {
+    const uint32_t f = ((p >> 3) & 0x0FE00FE0u) | (p & 0x80008000u);
+    return __hmul2(bits_as<V2>(f), bits_as<V2>(0x77807780u));  // 2^112
+  }
+}
+
+template <class Act, bool kZero, int kWeight>
 __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
                                              uint32_t z_hi, uint32_t (&a)[4]) {
   using V2 = typename ActTraits<Act>::Vec2;
@@ -404,7 +432,9 @@ __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_
   for (int r = 0; r < 4; ++r) {
     const uint32_t word = (r < 2 ? w.x : w.y) >> (8 * (r & 1));
     V2 q;
-    if constexpr (std::is_same_v<Act, __half>) {
+    if constexpr (kWeight == kE4M3 || kWeight == kE5M2) {
+      q = fp8_pair<Act, kWeight>(r < 2 ? w.x : w.y, r & 1);
+    } else if constexpr (std::is_same_v<Act, __half>) {
       // 0x64806480 = 1152.0 (1024 + 128) in both halves
       const uint32_t v = kZero ? ((word & 0x00FF00FFu) | 0x64006400u) : and_xor(word, 0x00FF00FFu, 0x64806480u);
       q = __hsub2(bits_as<V2>(v), bits_as<V2>(kZero ? 0x64006400u : 0x64806480u));
@@ -596,7 +626,7 @@ __device__ __forceinline__ uint32_t scale_of(const uint32_t (&regs)[kRegs], int 
 }
 
 // Chunk `ch` (weights in f, x in the shared stage at `stage`, already landed) into acc.
-template <class Act, bool kZero, int kRowAtoms, int kChunk, int kTiles, class WWord>
+template <class Act, bool kZero, int kWeight, int kRowAtoms, int kChunk, int kTiles, class WWord>
 __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4],
                                               const ChunkRegs<kZero, kRowAtoms, kChunk, WWord>& f,
                                               const Chunk& ch, uint32_t ldsm_addr) {
@@ -630,7 +660,7 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
 #pragma unroll
     for (int i = 0; i < kRowAtoms; ++i) {
       uint32_t a[4];
-      dequant_atom<Act, kZero>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
+      dequant_atom<Act, kZero, kWeight>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
 #pragma unroll
       for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
     }
@@ -666,8 +696,9 @@ __device__ __forceinline__ void store4(__half* y, float4 v) {
 // The kernel
 // ------------------------------------------------------------------------------------------------
 
-template <class Act, bool kZero, int kRowAtoms, int kTokens, int kBits>
+template <class Act, bool kZero, int kRowAtoms, int kTokens, int kWeight>
 __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, kTokens>()) decode_gemm_kernel(const Params p) {
+  constexpr int kBits = weight_bits(kWeight);
   constexpr int kChunk = chunk_atoms<kZero, kRowAtoms, kTokens, kBits>();
   using WWord = WeightWord<kBits>;
   constexpr int kTiles = kTokens / 8;
@@ -761,7 +792,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
     while (ca.len > 0) {
       cp_async_wait<1>();
       __syncwarp();  // every lane's copies of this stage are visible to the whole warp
-      compute_chunk<Act, kZero>(acc, fa, ca, cx.ldsm_addr[0]);
+      compute_chunk<Act, kZero, kWeight>(acc, fa, ca, cx.ldsm_addr[0]);
       if (cb.len == 0) break;
       ca = next_chunk<kChunk>(cb, a_end, p.group_atoms);
       __syncwarp();  // the whole warp is done reading stage 0 before it is refilled
@@ -772,7 +803,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       cp_async_commit();
       cp_async_wait<1>();
       __syncwarp();
-      compute_chunk<Act, kZero>(acc, fb, cb, cx.ldsm_addr[1]);
+      compute_chunk<Act, kZero, kWeight>(acc, fb, cb, cx.ldsm_addr[1]);
       if (ca.len == 0) break;
       cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
       __syncwarp();
@@ -933,9 +964,12 @@ struct OverlapKnobs {
   }
 };
 
-template <class Act, bool kZero, int kRowAtoms, int kTokens, int kBits = 4>
+template <class Act, bool kZero, int kRowAtoms, int kTokens, int kWeight = impl::kInt4>
 struct DecodeGemm {
-  static_assert(kBits == 4 || kBits == 8, "4- or 8-bit weights");
+  static constexpr int kBits = impl::weight_bits(kWeight);
+  static_assert(kWeight == impl::kInt4 || kWeight == impl::kInt8 || kWeight == impl::kE4M3 || kWeight == impl::kE5M2,
+                "weights: int4, int8, e4m3 or e5m2");
+  static_assert(!kZero || kWeight == impl::kInt4 || kWeight == impl::kInt8, "zero points are for integer weights");
   static_assert(kRowAtoms == 1 || kRowAtoms == 2 || kRowAtoms == 4, "kRowAtoms is 1, 2 or 4");
   static_assert(kTokens == 8 || kTokens == 16 || kTokens == 32 || kTokens == 64,
                 "kTokens is 8, 16, 32 or 64");
@@ -971,7 +1005,7 @@ struct DecodeGemm {
     int device = 0;
     cudaGetDevice(&device);
     if (device >= 0 && device < 64 && opted_in[device]) return cudaSuccess;
-    const cudaError_t e = cudaFuncSetAttribute(impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kBits>,
+    const cudaError_t e = cudaFuncSetAttribute(impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kWeight>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(kMaxSmemBytes));
     if (e != cudaSuccess) {
@@ -1008,7 +1042,7 @@ struct DecodeGemm {
       attr.val.clusterDim.z = 1;
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&clusters, impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kBits>,
+      if (cudaOccupancyMaxActiveClusters(&clusters, impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kWeight>,
                                          &cfg) != cudaSuccess) {
         cudaGetLastError();
         clusters = 0;
@@ -1092,8 +1126,14 @@ struct DecodeGemm {
     return finish_plan(p, splits, warps_k);
   }
 
+  static std::string weight_name() {
+    if constexpr (kWeight == impl::kE4M3) return "e4m3";
+    if constexpr (kWeight == impl::kE5M2) return "e5m2";
+    return (kZero ? "u" : "s") + std::to_string(kBits);
+  }
+
   static std::string name() {
-    return std::string("decode_") + impl::ActTraits<Act>::kName + (kZero ? "xu" : "xs") + std::to_string(kBits) + "_r" +
+    return std::string("decode_") + impl::ActTraits<Act>::kName + "x" + weight_name() + "_r" +
            std::to_string(kRowAtoms) + "_t" + std::to_string(kTokens);
   }
 
@@ -1222,7 +1262,7 @@ struct DecodeGemm {
       kp.counters = static_cast<int*>(p.workspace);
       kp.partials = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + impl::kCounterBytes);
     }
-    auto kernel = impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kBits>;
+    auto kernel = impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kWeight>;
     if (plan.smem_bytes > 48 * 1024) {
       if (const cudaError_t e = opt_in_smem(); e != cudaSuccess) {
         err = name() + ": cudaFuncSetAttribute(max dynamic smem) failed: " + cudaGetErrorString(e);
