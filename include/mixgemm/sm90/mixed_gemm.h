@@ -79,9 +79,52 @@ struct Uint8PairsToHalves {
 template <>
 struct LayoutAwareConvertImpl<uint8_t, cutlass::bfloat16_t, cute::Layout<cute::Shape<cute::_2, cute::_2>, cute::Stride<cute::_2, cute::_1>>,
                               cute::Layout<cute::_4>> : Uint8PairsToHalves<cutlass::bfloat16_t> {};
+
+// 8-bit floats -> bf16, and e4m3 -> fp16 (CUTLASS converts these one value at a time in this value
+// order; it has e5m2 -> fp16): a byte permute puts each byte of a pair in the high byte of its
+// half, the exponent and mantissa bits move to the 16-bit type's places, and one multiply by
+// 2^(bias difference) rescales; exact for every finite value, subnormals included (the decode
+// family does the same, decode_gemm.h fp8_pair).
+template <class Src, class Dst>
+struct Fp8PairsToHalves {
+  template <class EngineIn, class EngineOut, class LayoutIn, class LayoutOut>
+  CUTLASS_DEVICE static void convert(cute::Tensor<EngineIn, LayoutIn> const& src, cute::Tensor<EngineOut, LayoutOut>& dst) {
+    static_assert(cute::is_same_v<Src, typename EngineIn::value_type> &&
+                  cute::is_same_v<Dst, typename EngineOut::value_type>);
+    constexpr bool kE4M3 = cute::is_same_v<Src, cutlass::float_e4m3_t>;
+    constexpr bool kHalf = cute::is_same_v<Dst, cutlass::half_t>;
+    static_assert(kE4M3 || !kHalf, "e5m2 -> fp16 is CUTLASS's own");
+    const uint32_t w = cute::recast<uint32_t>(src)(0);
+    auto&& r = cute::recast<uint32_t>(dst);
+    CUTLASS_PRAGMA_UNROLL
+    for (int ii = 0; ii < 2; ++ii) {
+      const uint32_t p = __byte_perm(w, 0u, ii ? 0x3414u : 0x2404u);  // bytes {0,2} or {1,3}, << 8
+      if constexpr (kHalf) {
+        const uint32_t f = ((p >> 1) & 0x3F803F80u) | (p & 0x80008000u);
+        const uint32_t rescale = 0x5C005C00u;  // 2^8
+        const __half2 q = __hmul2(reinterpret_cast<const __half2&>(f), reinterpret_cast<const __half2&>(rescale));
+        r(ii) = reinterpret_cast<const uint32_t&>(q);
+      } else {
+        const uint32_t f = kE4M3 ? (((p >> 4) & 0x07F007F0u) | (p & 0x80008000u))
+                                 : (((p >> 3) & 0x0FE00FE0u) | (p & 0x80008000u));
+        const uint32_t rescale = kE4M3 ? 0x7B807B80u : 0x77807780u;  // 2^120, 2^112
+        const __nv_bfloat162 q = __hmul2(reinterpret_cast<const __nv_bfloat162&>(f),
+                                         reinterpret_cast<const __nv_bfloat162&>(rescale));
+        r(ii) = reinterpret_cast<const uint32_t&>(q);
+      }
+    }
+  }
+};
+using ValueOrder8 = cute::Layout<cute::Shape<cute::_2, cute::_2>, cute::Stride<cute::_2, cute::_1>>;
 template <>
-struct LayoutAwareConvertImpl<uint8_t, cutlass::half_t, cute::Layout<cute::Shape<cute::_2, cute::_2>, cute::Stride<cute::_2, cute::_1>>,
-                              cute::Layout<cute::_4>> : Uint8PairsToHalves<cutlass::half_t> {};
+struct LayoutAwareConvertImpl<cutlass::float_e4m3_t, cutlass::bfloat16_t, ValueOrder8, cute::Layout<cute::_4>>
+    : Fp8PairsToHalves<cutlass::float_e4m3_t, cutlass::bfloat16_t> {};
+template <>
+struct LayoutAwareConvertImpl<cutlass::float_e5m2_t, cutlass::bfloat16_t, ValueOrder8, cute::Layout<cute::_4>>
+    : Fp8PairsToHalves<cutlass::float_e5m2_t, cutlass::bfloat16_t> {};
+template <>
+struct LayoutAwareConvertImpl<cutlass::float_e4m3_t, cutlass::half_t, ValueOrder8, cute::Layout<cute::_4>>
+    : Fp8PairsToHalves<cutlass::float_e4m3_t, cutlass::half_t> {};
 }  // namespace cutlass
 
 namespace mixgemm::sm90 {
