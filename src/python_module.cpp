@@ -75,9 +75,11 @@ PYBIND11_MODULE(_C, m) {
   // NOTE(overhead): the per-weight fields live in `base`, built once per PackedWeight; only what
   // changes per call crosses here, and the struct is copied, so concurrent calls share nothing.
   m.def("run", [](int index, const mixgemm_problem& base, std::uintptr_t x, std::uintptr_t y, int64_t mm,
-                  std::uintptr_t workspace, size_t workspace_bytes, std::uintptr_t stream, uint32_t flags) {
+                  std::uintptr_t workspace, size_t workspace_bytes, std::uintptr_t stream, uint32_t flags,
+                  std::uintptr_t bias) {
     mixgemm_problem p = base;
     p.flags = flags;
+    p.bias = reinterpret_cast<const void*>(bias);
     p.x = reinterpret_cast<const void*>(x);
     p.y = reinterpret_cast<void*>(y);
     p.m = mm;
@@ -88,9 +90,9 @@ PYBIND11_MODULE(_C, m) {
     if (status == MIXGEMM_INVALID_ARGUMENT || status == MIXGEMM_NO_SUCH_KERNEL || status == MIXGEMM_WRONG_DEVICE)
       throw py::value_error(kernel_label(index) + ": " + err);
     if (status != MIXGEMM_OK) throw std::runtime_error(kernel_label(index) + ": " + err);
-  }, "copy `base`, set x, y, m, the workspace and flags (MIXGEMM_FLAG_*), check and launch on `stream` "
-     "(a cudaStream_t as int); raises ValueError before any launch on bad input",
+  }, "copy `base`, set x, y, m, the workspace, flags (MIXGEMM_FLAG_*) and bias (0: none), check and "
+     "launch on `stream` (a cudaStream_t as int); raises ValueError before any launch on bad input",
      py::arg("index"), py::arg("base"), py::arg("x"), py::arg("y"), py::arg("m"), py::arg("workspace"),
-     py::arg("workspace_bytes"), py::arg("stream"), py::arg("flags") = 0u);
+     py::arg("workspace_bytes"), py::arg("stream"), py::arg("flags") = 0u, py::arg("bias") = 0u);
   m.attr("FLAG_INPUTS_READY") = MIXGEMM_FLAG_INPUTS_READY;
 }

@@ -523,7 +523,7 @@ static bool check_refusals(const std::vector<Variant>& variants) {
   add("scales odd", [](mixgemm_problem& p) { p.scales = buf + 1; }, &v);
   add("zeros on s4", [](mixgemm_problem& p) { p.zeros = buf; }, &v);
   add("zeros NULL on u4", [](mixgemm_problem&) {}, &vz);
-  add("bias", [](mixgemm_problem& p) { p.bias = buf; }, &v);
+  add("bias misaligned", [](mixgemm_problem& p) { p.bias = buf + 2; }, &v);
   add("x_scales", [](mixgemm_problem& p) { p.x_scales = buf; }, &v);
   add("out_dtype f16", [](mixgemm_problem& p) { p.out_dtype = MIXGEMM_DTYPE_F16; }, &v);
   add("split_k -1", [](mixgemm_problem& p) { p.split_k = -1; }, &v);

@@ -89,10 +89,10 @@ _INPUTS_READY = os.environ.get("MIXGEMM_INPUTS_READY", "1") != "0"
 _TRACK_MAX_ROWS = 64
 
 
-def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int) -> None:
+def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, bias: Optional[torch.Tensor] = None) -> None:
     if device != _current_device():
         with torch.cuda.device(device):
-            return _run(plan, x, out, device)
+            return _run(plan, x, out, device, bias)
     stream = _raw_stream(device)
     ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
     x_ptr = x.data_ptr()
@@ -106,16 +106,18 @@ def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int) -> None
             _last_x[(device, stream)] = (x, token)
         elif prev is not None:
             del _last_x[(device, stream)]
-    _lib.load().run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags)
+    _lib.load().run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags,
+                    bias.data_ptr() if bias is not None else 0)
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-           out: torch.Tensor, group_size: int, split_k: int = 0) -> None:
+           out: torch.Tensor, group_size: int, split_k: int = 0, bias: Optional[torch.Tensor] = None) -> None:
     """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous).
-    split_k >= 1 forces that many K-slices on kernels that split K (tests use it)."""
+    split_k >= 1 forces that many K-slices on kernels that split K (tests use it); bias [N] is
+    added in the kernel."""
     m, k = x.shape
     device = x.device.index
-    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device)
+    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device, bias)
 
 
 def autotune_enabled() -> bool:
@@ -156,9 +158,11 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
 
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
              n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
-             deterministic: bool = False) -> torch.Tensor:
+             deterministic: bool = False, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): kernels load x in 16-byte vectors; an offset view is copied
+    if bias is not None and (bias.data_ptr() % 16 or not bias.is_contiguous()):
+        bias = bias.contiguous().clone()  # read in 16-byte vectors too
     m = x.shape[0]
     device = x.device
     # NOTE(overhead): one lookup per call; the weight is identified by its buffers and shape
@@ -178,21 +182,21 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
         if keep:
             _launches[lkey] = plan
     out = torch.empty((m, n), dtype=x.dtype, device=device)
-    _run(plan, x, out, device.index)
+    _run(plan, x, out, device.index, bias)
     return out
 
 
 @torch.library.custom_op("mixgemm::gemm", mutates_args=())
 def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
             n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
-            deterministic: bool = False) -> torch.Tensor:
-    """y[M, N] = x[M, K] @ dequant(W)^T for a 2-D, contiguous, validated x (see gemm()); scales and
-    zeros in x's dtype."""
-    return _forward(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic)
+            deterministic: bool = False, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """y[M, N] = x[M, K] @ dequant(W)^T (+ bias [N], added in fp32 before the one rounding) for a
+    2-D, contiguous, validated x (see gemm()); scales, zeros and bias in x's dtype."""
+    return _forward(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic, bias)
 
 
 @gemm_op.register_fake
-def _(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic=False):
+def _(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic=False, bias=None):
     return x.new_empty((x.shape[0], n))
 
 
@@ -227,7 +231,8 @@ def _check_args(x, pw, bias, out_dtype) -> Plan:
 def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
          out_dtype: Optional[torch.dtype] = None, kernel: Optional[str] = None,
          deterministic: bool = False) -> torch.Tensor:
-    """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N].
+    """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N]; bias [N] in x's
+    dtype is added inside the kernel, in fp32 before the result's one rounding.
 
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
     deterministic: only kernels whose results are bit-identical run to run AND independent of the
@@ -249,12 +254,11 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
         # NOTE(overhead): eager calls skip the torch.library dispatcher (~10 us); traced code needs the op
         scales, zeros = (p.scales, p.zeros) if x.dtype == p.scale_dtype else pw.scales_for(x.dtype)
         op = gemm_op if torch.compiler.is_compiling() else _forward
+        b = bias if bias is None or pn == n else torch.nn.functional.pad(bias, (0, pn - n))
         y = op(x2, p.data, scales, zeros, pn, pk, p.group_size, p.layout, p.weight_dtype, kernel or "",
-               deterministic)
+               deterministic, b)
         if pn != n:
             y = y[:, :n]
-    if bias is not None:
-        y = y + bias
     return y if x.dim() == 2 else y.reshape(*x.shape[:-1], n)
 
 

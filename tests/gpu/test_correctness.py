@@ -76,11 +76,14 @@ def test_pad_runs_any_shape(n, k, g):
     with pytest.raises(ValueError, match="pad=True"):
         make(n, k, group_size=g)
     pw = make(n, k, group_size=g, pad=True)
+    bias = torch.randn(n + 1, device="cuda", dtype=torch.bfloat16)[1:]  # an offset view: copied to align
     for m in (1, 17, 300):
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         y = mixgemm.gemm(x, pw)
         assert y.shape == (m, n)
         assert_close_to_reference(y, reference(x, pw), f"pad N={n} K={k} g={g} M={m}")
+        yb = mixgemm.gemm(x, pw, bias=bias)  # padded to the kernel's N inside gemm
+        assert_close_to_reference(yb, reference(x, pw) + bias.float(), f"pad+bias N={n} K={k} g={g} M={m}")
 
 
 @pytest.mark.parametrize("weight", ["s4", "s8"])

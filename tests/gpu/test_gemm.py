@@ -71,6 +71,24 @@ def test_every_kernel_on_llama_shapes(name, shape):
         check_kernel(name, n, k, m, 128)
 
 
+@pytest.mark.parametrize("name", built())
+def test_every_kernel_fuses_bias(name):
+    """bias [N] added in the kernel: against the fp32 reference plus bias, at the kernel's smallest
+    and largest M here, with a bias large against the product so a missing or misplaced add fails."""
+    spec = KernelSpec.parse(name)
+    n, k = 2048, 1024
+    pw, w_ref = packed_and_reference(n, k, spec.weight.short, spec.act.short, 128, seed=4)
+    bias = torch.randn(n, device="cuda", dtype=torch_dtype(spec.act)) * 4
+    for m in ms_for(spec, (1, 64, 257)):
+        x = torch.randn(m, k, device="cuda", dtype=torch_dtype(spec.act))
+        out = torch.full((m, n), float("nan"), device="cuda", dtype=x.dtype)
+        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size, bias=bias)
+        torch.cuda.synchronize()
+        ref = x.float() @ w_ref.t() + bias.float()
+        err = rel_err(out, ref)
+        assert err < TOL, f"{name}: relative error {err:.2e} with bias at M={m}"
+
+
 @pytest.mark.parametrize("group_size", [64, -1])
 @pytest.mark.parametrize("name", built())
 def test_every_kernel_other_group_sizes(name, group_size):

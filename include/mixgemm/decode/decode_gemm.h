@@ -167,6 +167,7 @@ struct Params {
   const void* scales;   // [k / group, n] Act
   const void* zeros;    // [k / group, n] Act, kZero only
   void* y;              // [m, n] Act
+  const void* bias;     // [n] Act, or NULL: added to the fp32 sum before the one rounding
   float* partials;      // [splits, kTokens, n] fp32 (splits > 1)
   int* counters;        // [grid_x] arrival counters (splits > 1)
   int m, n, k;
@@ -675,8 +676,21 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
   }
 }
 
+__device__ __forceinline__ float2 to_float2(__nv_bfloat162 v) { return __bfloat1622float2(v); }
+__device__ __forceinline__ float2 to_float2(__half2 v) { return __half22float2(v); }
+
 __device__ __forceinline__ float4 add4(float4 a, float4 b) {
   return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
+// v + bias[n..n+3] in fp32 (nothing when bias is NULL).
+template <class Act>
+__device__ __forceinline__ float4 with_bias(float4 v, const Act* bias, int n) {
+  if (bias == nullptr) return v;
+  const uint2 b = __ldg(reinterpret_cast<const uint2*>(bias + n));
+  using V2 = typename ActTraits<Act>::Vec2;
+  const float2 lo = to_float2(bits_as<V2>(b.x)), hi = to_float2(bits_as<V2>(b.y));
+  return make_float4(v.x + lo.x, v.y + lo.y, v.z + hi.x, v.w + hi.y);
 }
 
 __device__ __forceinline__ void store4(__nv_bfloat16* y, float4 v) {
@@ -848,6 +862,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   const float4* red4 = reinterpret_cast<const float4*>(smem);
   const int ldn4 = ldn / 4;
   Act* y = static_cast<Act*>(p.y);
+  const Act* bias = static_cast<const Act*>(p.bias);
 
   // Sum of this CTA's W slices for item q (token m, rows n..n+3), in slice order.
   auto cta_sum = [&](int m, int v4) {
@@ -862,7 +877,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       const int v4 = q - m * vecs;
       const int n = n_cta + 4 * v4;
       if (n >= p.n) continue;
-      store4(y + static_cast<size_t>(m) * p.n + n, cta_sum(m, v4));
+      store4(y + static_cast<size_t>(m) * p.n + n, with_bias(cta_sum(m, v4), bias, n));
     }
     return;
   }
@@ -897,7 +912,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       if (n >= p.n) continue;
       float4 v = cta_sum(m, v4);
       for (int s = 1; s < p.splits; ++s) v = add4(v, recv4[((s - 1) * part_floats + m * rows_cta) / 4 + v4]);
-      store4(y + static_cast<size_t>(m) * p.n + n, v);
+      store4(y + static_cast<size_t>(m) * p.n + n, with_bias(v, bias, n));
     }
     return;
   }
@@ -927,7 +942,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
     float4 v = __ldcg(reinterpret_cast<const float4*>(src));  // L2: never a stale L1 line
     for (int s = 1; s < p.splits; ++s)
       v = add4(v, __ldcg(reinterpret_cast<const float4*>(src + s * split_stride)));
-    store4(y + static_cast<size_t>(m) * p.n + n, v);
+    store4(y + static_cast<size_t>(m) * p.n + n, with_bias(v, bias, n));
   }
   if (tid == 0) atomicExch(p.counters + blockIdx.x, 0);  // ready for the next launch
 }
@@ -1166,7 +1181,8 @@ struct DecodeGemm {
     } else if (p.zeros != nullptr) {
       return invalid(err, "zeros must be NULL: signed weights are symmetric (dequant = q * scale)");
     }
-    if (p.bias != nullptr) return invalid(err, "bias must be NULL: this kernel does not fuse bias");
+    if (p.bias != nullptr && reinterpret_cast<uintptr_t>(p.bias) % 8 != 0)
+      return invalid(err, "bias must be 8-byte aligned (read 4 values at a time)");
     if (p.x_scales != nullptr)
       return invalid(err, "x_scales must be NULL: this kernel takes 16-bit activations");
     if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != impl::ActTraits<Act>::kDtype)
@@ -1237,6 +1253,7 @@ struct DecodeGemm {
     kp.scales = p.scales;
     kp.zeros = kZero ? p.zeros : nullptr;
     kp.y = p.y;
+    kp.bias = p.bias;
     kp.m = static_cast<int>(p.m);
     kp.n = static_cast<int>(p.n);
     kp.k = static_cast<int>(p.k);

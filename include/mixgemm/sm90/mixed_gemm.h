@@ -4,7 +4,7 @@
 // Operand roles (A/B swapped so that tokens are the small side of the tile):
 //   GEMM A = W  [N, K]  packed 4- or 8-bit integers, reordered with WeightLayoutAtom (weight_layout.h)
 //   GEMM B = x  [M, K]  activations, K contiguous
-//   GEMM D = y^T [N, M] column-major, i.e. y [M, N] row-major
+//   GEMM D = y^T [N, M] column-major, i.e. y [M, N] row-major; D = acc + bias (bias [N] or NULL)
 // dequant(W) = q * scale (+ zero), scale/zero [K / group, N] with N contiguous.
 //
 // Tile scheduler (template argument TileSchedulerTag, GemmUniversal's 5th argument):
@@ -156,11 +156,15 @@ struct MixedGemm {
   using LayoutW = decltype(cute::tile_to_shape(WeightLayoutAtom<Act, kWeightBits>{},
                                                cute::Layout<cute::Shape<int, int, int>, StrideW>{}));
 
+  // y = acc + bias[n] in fp32, rounded once; bias is a per-row vector of the swapped problem (rows =
+  // weight rows), and a NULL bias pointer reads as zeros, so one kernel serves both.
+  using FusionOp = cutlass::epilogue::fusion::LinCombPerRowBias<Act, float, Act, Act, float>;
+  static constexpr int kAlignBias = FusionOp::AlignmentBias;
   using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
       cutlass::epilogue::collective::EpilogueTileAuto, float, float,
-      void, cutlass::layout::ColumnMajor, kAlignX,  // no C operand: y = acc
-      Act, cutlass::layout::ColumnMajor, kAlignX, typename Schedule::Epilogue>::CollectiveOp;
+      void, cutlass::layout::ColumnMajor, kAlignX,  // no C operand
+      Act, cutlass::layout::ColumnMajor, kAlignX, typename Schedule::Epilogue, FusionOp>::CollectiveOp;
 
   using WeightOperand =
       std::conditional_t<kZero, cute::tuple<Weight, Act, Act>, cute::tuple<Weight, Act>>;
@@ -198,7 +202,10 @@ struct MixedGemm {
     typename Gemm::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm,
                                   {n, m, k, 1},
                                   mainloop,
-                                  {{1.0f, 0.0f}, nullptr, stride_y, static_cast<Act*>(p.y), stride_y}};
+                                  {{}, nullptr, stride_y, static_cast<Act*>(p.y), stride_y}};
+    args.epilogue.thread.alpha = 1.0f;
+    args.epilogue.thread.beta = 0.0f;
+    args.epilogue.thread.bias_ptr = static_cast<Act const*>(p.bias);
     args.hw_info.sm_count = detail::current_sm_count();
     if constexpr (kStreamK) {
       using Decomposition = typename Kernel::TileScheduler::DecompositionMode;
@@ -230,7 +237,8 @@ struct MixedGemm {
                               " and be a multiple of " + std::to_string(kTileK) + " (or equal K: per-channel)");
     if (p.scales == nullptr) return invalid(err, "scales must not be NULL");
     if (kZero != (p.zeros != nullptr)) return invalid(err, kZero ? "this kernel needs zeros" : "this kernel takes no zeros");
-    if (p.bias != nullptr) return invalid(err, "this kernel does not fuse bias: pass bias=NULL and add it after");
+    if (p.bias != nullptr && reinterpret_cast<uintptr_t>(p.bias) % (kAlignBias * sizeof(Act)) != 0)
+      return invalid(err, "bias must be " + std::to_string(kAlignBias * sizeof(Act)) + "-byte aligned (it is read in vectors)");
     if (p.x_scales != nullptr) return invalid(err, "this kernel takes 16-bit activations: x_scales must be NULL");
     if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != kActDtype)
       return invalid(err, "this kernel writes the activation dtype: out_dtype must be DEFAULT or " + std::to_string(kActDtype));
