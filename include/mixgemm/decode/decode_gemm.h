@@ -370,6 +370,16 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // exponent bits, which are zero under the mask); subtracting the same bit pattern's value is exact
 // and leaves q. u4 uses the plain magic and v = q. Then one rounding: q * s (hmul2) or
 // fma(q, s, z) (hfma2).
+// One mma A register from a pair of converted values: q * s, or fma(q, s, z) with the zero term z
+// (raw 16 bits, broadcast to both halves), rounded once.
+template <class Act, bool kZero>
+__device__ __forceinline__ uint32_t scaled(typename ActTraits<Act>::Vec2 q, typename ActTraits<Act>::Vec2 s,
+                                           uint32_t z_raw) {
+  using V2 = typename ActTraits<Act>::Vec2;
+  if constexpr (kZero) return as_bits(__hfma2(q, s, bcast_lo(z_raw, static_cast<V2*>(nullptr))));
+  return as_bits(__hmul2(q, s));
+}
+
 template <class Act, bool kZero, int kWeight>
 __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
                                              uint32_t z_hi, uint32_t (&a)[4]) {
@@ -382,13 +392,7 @@ __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t
   for (int r = 0; r < 4; ++r) {
     const uint32_t v = and_xor(w >> (4 * r), 0x000F000Fu, kBias);
     const V2 q = __hsub2(bits_as<V2>(v), bias);
-    const V2 s = (r & 1) ? s1 : s0;
-    if constexpr (kZero) {
-      const V2 z = bcast_lo((r & 1) ? z_hi : z_lo, static_cast<V2*>(nullptr));
-      a[r] = as_bits(__hfma2(q, s, z));
-    } else {
-      a[r] = as_bits(__hmul2(q, s));
-    }
+    a[r] = scaled<Act, kZero>(q, (r & 1) ? s1 : s0, (r & 1) ? z_hi : z_lo);
   }
 }
 
@@ -447,13 +451,7 @@ __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_
       q = __hsub2(bits_as<V2>(lo7), bits_as<V2>(hi1));         // the signed byte
       if constexpr (kZero) q = __hadd2(q, bits_as<V2>(0x43004300u));
     }
-    const V2 s = (r & 1) ? s1 : s0;
-    if constexpr (kZero) {
-      const V2 z = bcast_lo((r & 1) ? z_hi : z_lo, static_cast<V2*>(nullptr));
-      a[r] = as_bits(__hfma2(q, s, z));
-    } else {
-      a[r] = as_bits(__hmul2(q, s));
-    }
+    a[r] = scaled<Act, kZero>(q, (r & 1) ? s1 : s0, (r & 1) ? z_hi : z_lo);
   }
 }
 
