@@ -255,7 +255,7 @@ def plot(result: dict, path: str) -> None:
     for ax, shape in zip(axes.flat, shapes):
         rows = [r for r in result["rows"] if r["shape"] == shape]
         ms = [r["m"] for r in rows]
-        for key, label in (("mixgemm_us", "mixgemm w4"),) + PEERS:
+        for key, label in (("mixgemm_us", f"mixgemm {result['weight_dtype']}"),) + PEERS:
             pts = [(r["m"], 100 * r["roofline_us"] / r[key]) for r in rows if r.get(key)]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=label, linewidth=2.5 if key == "mixgemm_us" else 1.2)
@@ -264,7 +264,7 @@ def plot(result: dict, path: str) -> None:
         ax.set_ylim(0, 110)
         ax.set_title(f"{shape} (N={rows[0]['n']}, K={rows[0]['k']})")
         ax.set_xlabel("M (tokens)")
-        ax.set_ylabel("% of w4 roofline")
+        ax.set_ylabel(f"% of the {result['weight_dtype']} roofline")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(shapes):]:
         ax.axis("off")
