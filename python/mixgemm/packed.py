@@ -18,7 +18,7 @@ from .generator.catalog import catalog
 from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, PER_CHANNEL
 from .generator.family import ShapeRule
 from .generator.layouts import LEGACY_TAGS
-from .quant import ACT_DTYPES, FORMATS, LAYOUTS, Layout
+from .quant import ACT_DTYPES, FORMATS, LAYOUTS, FloatWeightFormat, Layout
 
 STATE_VERSION = 2
 
@@ -335,6 +335,95 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
     q, scales, zeros = fmt.quantize(w, group_size, act_dtype)
     return PackedWeight(LAYOUTS[layout].pack(q), scales, zeros, shape=(n, k), weight_dtype=weight_dtype,
                         group_size=group_size, layout=layout, padded_shape=(pn, pk))
+
+
+def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch.Tensor] = None, *,
+         weight_dtype: str, act_dtype: Optional[torch.dtype] = None, arch: Optional[int] = None,
+         layout: Optional[str] = None) -> PackedWeight:
+    """Pack weights quantized elsewhere (a GPTQ/AWQ-style checkpoint, or your own quantizer).
+
+    values: [N, K] (out x in): integers in the format's range for s4/u4/s8/u8 (any integer dtype),
+        or a tensor of the format's own float8 dtype for e4m3/e5m2.
+    scales: [N, K / group_size] (one row per output feature, as the weight), or [N] for per-channel;
+        float32, float16 or bfloat16, finite. Converted once to `act_dtype`.
+    zero_points: u4/u8 only, required there: integer zero points z, [N, K / group_size] (or [N]),
+        in the format's range. The kernels add the zero term -z * scale, rounded once to act_dtype.
+    The group size is K / scales.shape[1]. Dequantization, as for quantize: q * scale (+ zero term),
+    rounded once to the activation dtype; dequantize() returns exactly that.
+    act_dtype: dtype to store scales in (default: the scales' dtype if 16-bit, else bfloat16).
+    arch, layout: as for quantize. N and K must already fit the kernels' shape rule (pad before).
+    """
+    if weight_dtype not in FORMATS:
+        raise ValueError(f"weight_dtype={weight_dtype!r} is not supported; choose one of {sorted(FORMATS)}")
+    fmt = FORMATS[weight_dtype]
+    for name, t in (("values", values), ("scales", scales)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if values.dim() != 2:
+        raise ValueError(f"values must be 2-D [N, K] (out features x in features), got shape {tuple(values.shape)}")
+    n, k = values.shape
+    if isinstance(fmt, FloatWeightFormat):
+        if values.dtype != fmt.torch_dtype:
+            raise TypeError(f"values.dtype={values.dtype}: {weight_dtype} weights are given as {fmt.torch_dtype} values")
+        if not torch.isfinite(values.float()).all():
+            raise ValueError(f"values contain NaN or Inf; {weight_dtype} weights must be finite")
+        q = values.view(torch.int8).to(torch.int16)
+    else:
+        if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+            raise TypeError(f"values.dtype={values.dtype}: {weight_dtype} weights are given as integers")
+        lo, hi = int(values.min()), int(values.max())
+        if lo < fmt.qmin or hi > fmt.qmax:
+            raise ValueError(f"values span [{lo}, {hi}], outside {weight_dtype}'s range [{fmt.qmin}, {fmt.qmax}]")
+        q = values.to(torch.int16)
+    if scales.dim() == 1:
+        scales = scales.unsqueeze(1)
+    if scales.dim() != 2 or scales.shape[0] != n or scales.shape[1] < 1 or k % scales.shape[1]:
+        raise ValueError(f"scales must be [N, K / group_size] = [{n}, G] with G dividing K={k}, got shape "
+                         f"{tuple(scales.shape)}")
+    if scales.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"scales.dtype={scales.dtype} is not supported; use float32, float16 or bfloat16")
+    if not torch.isfinite(scales).all():
+        raise ValueError("scales contain NaN or Inf")
+    if act_dtype is None:
+        act_dtype = scales.dtype if scales.dtype in ACT_DTYPES else torch.bfloat16
+    if act_dtype not in ACT_DTYPES:
+        raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16")
+    s = scales.to(act_dtype)
+    if not torch.isfinite(s).all():
+        raise ValueError(f"scales overflow {act_dtype} (largest {scales.abs().max().item():.3g}); pass "
+                         f"act_dtype=torch.bfloat16")
+    group_size = k // scales.shape[1]
+    zero_term = None
+    if fmt.zero_point:
+        if zero_points is None:
+            raise ValueError(f"{weight_dtype} weights need zero_points ([N, K / group_size] integers)")
+        if not isinstance(zero_points, torch.Tensor):
+            raise TypeError(f"zero_points must be a torch.Tensor, got {type(zero_points).__name__}")
+        z = zero_points.unsqueeze(1) if zero_points.dim() == 1 else zero_points
+        if tuple(z.shape) != tuple(s.shape):
+            raise ValueError(f"zero_points must have the scales' shape {tuple(s.shape)}, got {tuple(zero_points.shape)}")
+        z = z.to(s.device, torch.float32)
+        if not torch.equal(z, z.round()) or z.min() < fmt.qmin or z.max() > fmt.qmax:
+            raise ValueError(f"zero_points must be integers in [{fmt.qmin}, {fmt.qmax}] for {weight_dtype}")
+        zero_term = (-z * s.float()).to(act_dtype).t().contiguous()
+    elif zero_points is not None:
+        raise ValueError(f"{weight_dtype} weights are symmetric: zero_points must be None")
+    capability = arch if arch is not None else current_capability(values)
+    if layout is None:
+        layout = choose_layout(weight_dtype, capability)
+    elif layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; known: {sorted(LAYOUTS)}")
+    rule, families = shape_rule(layout, weight_dtype, capability)
+    where = f"the {', '.join(families)} famil{'ies' if len(families) > 1 else 'y'}"
+    if n % rule.n_multiple or k % rule.k_multiple:
+        raise ValueError(f"values shape (N={n}, K={k}) does not fit {where}: N must be a multiple of "
+                         f"{rule.n_multiple} and K of {rule.k_multiple} (pad with zeros first)")
+    if group_size != k and group_size % rule.group_multiple:
+        raise ValueError(f"group_size={group_size} (K / scales.shape[1]) must be a multiple of "
+                         f"{rule.group_multiple} for {where}, or K (per-channel)")
+    data = LAYOUTS[layout].pack(q.to(s.device))
+    return PackedWeight(data, s.t().contiguous(), zero_term, shape=(n, k), weight_dtype=weight_dtype,
+                        group_size=group_size, layout=layout)
 
 
 def unpack(pw: PackedWeight) -> torch.Tensor:

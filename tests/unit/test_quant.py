@@ -281,3 +281,49 @@ def test_corrupt_packed_weights_are_refused(mutate, fragment):
     mutate(sd)
     with pytest.raises(ValueError, match=fragment):
         mixgemm.PackedWeight.from_state_dict(sd)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("group_size", [64, -1])
+def test_pack_takes_weights_quantized_elsewhere(fmt, group_size):
+    """pack(values, scales[, zero_points]) from a quantized checkpoint's pieces ([N, K/group] scales,
+    integer zero points) gives the same PackedWeight quantize makes from the float weight."""
+    w = torch.randn(48, 256) * 0.05
+    pw = mixgemm.quantize(w, fmt, group_size, act_dtype=torch.bfloat16)
+    f = FORMATS[fmt]
+    q = mixgemm.unpack(pw)
+    values = q.to(torch.int8).view(f.torch_dtype) if isinstance(f, FloatWeightFormat) else q.to(torch.int32)
+    scales = pw.scales.t().float()  # a checkpoint's fp32 scales, one row per output feature
+    zp = None
+    if f.zero_point:
+        zp = torch.round(-(pw.zeros.float() / pw.scales.float())).t().to(torch.int32)
+    packed = mixgemm.pack(values, scales, zp, weight_dtype=fmt, act_dtype=torch.bfloat16)
+    assert packed.group_size == pw.group_size and packed.layout == pw.layout and packed.scales.dtype == torch.bfloat16
+    assert torch.equal(packed.data, pw.data) and torch.equal(packed.scales, pw.scales)
+    assert torch.equal(mixgemm.dequantize(packed), mixgemm.dequantize(pw))
+    back = mixgemm.PackedWeight.from_state_dict(packed.state_dict())
+    assert torch.equal(mixgemm.dequantize(back), mixgemm.dequantize(pw))
+
+
+def test_pack_converts_scales_once_and_refuses_bad_pieces():
+    q = torch.randint(-8, 8, (32, 128), dtype=torch.int8)
+    s32 = torch.rand(32, 2) * 1e-2 + 1e-3
+    pw = mixgemm.pack(q, s32, weight_dtype="s4", act_dtype=torch.float16)
+    assert pw.scales.dtype == torch.float16 and torch.equal(pw.scales, s32.to(torch.float16).t())
+    assert pw.group_size == 64 and mixgemm.pack(q, s32[:, 0], weight_dtype="s4").per_channel
+    expect = (q.double() * s32.to(torch.float16).double().repeat_interleave(64, 1)).to(torch.float16)
+    assert torch.equal(mixgemm.dequantize(pw), expect)
+    for kw, fragment in [
+        (dict(values=q + 8, scales=s32, weight_dtype="s4"), "outside s4's range"),
+        (dict(values=q.float(), scales=s32, weight_dtype="s4"), "given as integers"),
+        (dict(values=q, scales=s32[:, :1].repeat(1, 3), weight_dtype="s4"), "scales must be [N, K / group_size]"),
+        (dict(values=q + 8, scales=s32, weight_dtype="u4"), "need zero_points"),
+        (dict(values=q, scales=s32, zero_points=torch.zeros(32, 2), weight_dtype="s4"), "symmetric"),
+        (dict(values=q + 8, scales=s32, zero_points=torch.full((32, 2), 16), weight_dtype="u4"), "zero_points must be integers in [0, 15]"),
+        (dict(values=q, scales=s32 * float("inf"), weight_dtype="s4"), "NaN or Inf"),
+        (dict(values=q, scales=s32 * 1e8, weight_dtype="s4", act_dtype=torch.float16), "overflow"),
+        (dict(values=q.to(torch.float8_e5m2), scales=s32, weight_dtype="e4m3"), "float8_e4m3fn values"),
+        (dict(values=q[:, :120], scales=s32[:, :1], weight_dtype="s4"), "K of"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=fragment.replace("[", r"\[").replace("(", r"\(")):
+            mixgemm.pack(**kw)
