@@ -23,8 +23,23 @@ class QuantLinear(torch.nn.Module):
         bias = linear.bias.detach().to(pw.scale_dtype) if linear.bias is not None else None
         return cls(pw, bias)
 
+    def bias_for(self, dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """The bias in activation dtype `dtype`: the stored one, or a copy converted once (the layer
+        serves bf16 and fp16 activations, as its PackedWeight does)."""
+        if self.bias is None or self.bias.dtype == dtype:
+            return self.bias
+        cache = self.__dict__.setdefault("_bias_cast", {})
+        hit = cache.get(dtype)
+        if hit is None or hit.device != self.bias.device:
+            hit = cache[dtype] = self.bias.to(dtype)
+        return hit
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_bias_cast", None)  # moved or cast: convert again on next use
+        return super()._apply(fn, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gemm(x, self.weight, self.bias)
+        return gemm(x, self.weight, self.bias_for(x.dtype))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

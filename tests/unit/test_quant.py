@@ -288,6 +288,7 @@ def test_corrupt_packed_weights_are_refused(mutate, fragment):
 def test_pack_takes_weights_quantized_elsewhere(fmt, group_size):
     """pack(values, scales[, zero_points]) from a quantized checkpoint's pieces ([N, K/group] scales,
     integer zero points) gives the same PackedWeight quantize makes from the float weight."""
+    torch.manual_seed(5)
     w = torch.randn(48, 256) * 0.05
     pw = mixgemm.quantize(w, fmt, group_size, act_dtype=torch.bfloat16)
     f = FORMATS[fmt]
@@ -295,8 +296,10 @@ def test_pack_takes_weights_quantized_elsewhere(fmt, group_size):
     values = q.to(torch.int8).view(f.torch_dtype) if isinstance(f, FloatWeightFormat) else q.to(torch.int32)
     scales = pw.scales.t().float()  # a checkpoint's fp32 scales, one row per output feature
     zp = None
-    if f.zero_point:
-        zp = torch.round(-(pw.zeros.float() / pw.scales.float())).t().to(torch.int32)
+    if f.zero_point:  # the integer zero points quantize chose (the stored zero term is rounded)
+        g = pw.group_size
+        lo = w.reshape(48, 256 // g, g).amin(-1).clamp(max=0)
+        zp = torch.clamp(torch.round(-lo / pw.scales.t().float()), f.qmin, f.qmax).to(torch.int32)
     packed = mixgemm.pack(values, scales, zp, weight_dtype=fmt, act_dtype=torch.bfloat16)
     assert packed.group_size == pw.group_size and packed.layout == pw.layout and packed.scales.dtype == torch.bfloat16
     assert torch.equal(packed.data, pw.data) and torch.equal(packed.scales, pw.scales)
@@ -327,3 +330,14 @@ def test_pack_converts_scales_once_and_refuses_bad_pieces():
     ]:
         with pytest.raises((ValueError, TypeError), match=fragment.replace("[", r"\[").replace("(", r"\(")):
             mixgemm.pack(**kw)
+
+
+def test_quant_linear_converts_its_bias_once_per_activation_dtype():
+    lin = torch.nn.Linear(128, 32, bias=True)
+    layer = mixgemm.nn.QuantLinear.from_linear(lin, weight_dtype="s4", group_size=64, act_dtype=torch.bfloat16)
+    assert layer.bias.dtype == torch.bfloat16 and layer.bias_for(torch.bfloat16) is layer.bias
+    b16 = layer.bias_for(torch.float16)
+    assert b16.dtype == torch.float16 and layer.bias_for(torch.float16) is b16
+    assert torch.equal(b16, layer.bias.to(torch.float16))
+    layer.to(torch.device("cpu"))  # a move forgets the converted copy
+    assert layer.bias_for(torch.float16) is not b16
