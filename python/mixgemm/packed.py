@@ -263,6 +263,33 @@ def shape_rule(layout: str, weight_dtype: str, capability: Optional[int]) -> tup
     return rule, sorted({s.token for s in specs})
 
 
+def _layout_and_rule(weight_dtype: str, arch: Optional[int], layout: Optional[str], like: torch.Tensor
+                     ) -> tuple[str, ShapeRule, str]:
+    """(layout, shape rule, "the ... families") for a weight made like `like` (its GPU, unless arch
+    says otherwise), validating arch and an explicit layout."""
+    if arch is not None and (not isinstance(arch, int) or arch < 10):
+        raise ValueError(f"arch={arch!r} must be a compute capability such as 90 or 86")
+    capability = arch if arch is not None else current_capability(like)
+    if layout is None:
+        layout = choose_layout(weight_dtype, capability)
+    elif layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; known: {sorted(LAYOUTS)}")
+    rule, families = shape_rule(layout, weight_dtype, capability)
+    return layout, rule, f"the {', '.join(families)} famil{'ies' if len(families) > 1 else 'y'}"
+
+
+def _check_fits(rule: ShapeRule, where: str, what: str, shape: tuple[int, int], padded: tuple[int, int],
+                group_size: int, fix: str) -> None:
+    """Refuse a weight (`shape`, padded to `padded`) or group size the families in `where` cannot serve."""
+    (n, k), (pn, pk) = shape, padded
+    if pn % rule.n_multiple or pk % rule.k_multiple:
+        raise ValueError(f"{what} shape (N={n}, K={k}) does not fit {where}: N must be a multiple of "
+                         f"{rule.n_multiple} and K of {rule.k_multiple}; {fix}")
+    if group_size != pk and group_size % rule.group_multiple:
+        raise ValueError(f"group_size={group_size} must be a multiple of {rule.group_multiple} for {where} "
+                         f"(or {PER_CHANNEL} for per-channel)")
+
+
 def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_size: int = DEFAULT_GROUP_SIZE,
              zero_point: Optional[bool] = None, arch: Optional[int] = None,
              act_dtype: Optional[torch.dtype] = None, pad: bool = False, layout: Optional[str] = None) -> PackedWeight:
@@ -302,16 +329,9 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16")
     if not isinstance(group_size, int) or isinstance(group_size, bool) or (group_size <= 0 and group_size != PER_CHANNEL):
         raise ValueError(f"group_size={group_size!r} must be a positive integer, or {PER_CHANNEL} for per-channel")
-    if arch is not None and (not isinstance(arch, int) or arch < 10):
-        raise ValueError(f"arch={arch!r} must be a compute capability such as 90 or 86")
     if torch.isnan(w).any() or torch.isinf(w).any():
         raise ValueError("w contains NaN or Inf; quantization needs finite weights")
-    capability = arch if arch is not None else current_capability(w)
-    if layout is None:
-        layout = choose_layout(weight_dtype, capability)
-    elif layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is unknown; known: {sorted(LAYOUTS)}")
-    rule, families = shape_rule(layout, weight_dtype, capability)
+    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, w)
     per_channel = group_size == PER_CHANNEL
     n, k = w.shape
     pn, pk = n, k
@@ -322,16 +342,10 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         w = torch.nn.functional.pad(w, (0, pk - k, 0, pn - n))
     if per_channel:
         group_size = pk
-    where = f"the {', '.join(families)} famil{'ies' if len(families) > 1 else 'y'}"
     if pk % group_size:
         raise ValueError(f"group_size={group_size} must divide K={k} (or pass pad=True to zero-pad K to a multiple "
                          f"of it, or {PER_CHANNEL} for per-channel)")
-    if pn % rule.n_multiple or pk % rule.k_multiple:
-        raise ValueError(f"w shape (N={n}, K={k}) does not fit {where}: N must be a multiple of {rule.n_multiple} and "
-                         f"K of {rule.k_multiple}; pass pad=True to zero-pad")
-    if group_size != pk and group_size % rule.group_multiple:
-        raise ValueError(f"group_size={group_size} must be a multiple of {rule.group_multiple} for {where} "
-                         f"(or {PER_CHANNEL} for per-channel)")
+    _check_fits(rule, where, "w", (n, k), (pn, pk), group_size, "pass pad=True to zero-pad")
     q, scales, zeros = fmt.quantize(w, group_size, act_dtype)
     return PackedWeight(LAYOUTS[layout].pack(q), scales, zeros, shape=(n, k), weight_dtype=weight_dtype,
                         group_size=group_size, layout=layout, padded_shape=(pn, pk))
@@ -408,19 +422,8 @@ def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch
         zero_term = (-z * s.float()).to(act_dtype).t().contiguous()
     elif zero_points is not None:
         raise ValueError(f"{weight_dtype} weights are symmetric: zero_points must be None")
-    capability = arch if arch is not None else current_capability(values)
-    if layout is None:
-        layout = choose_layout(weight_dtype, capability)
-    elif layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is unknown; known: {sorted(LAYOUTS)}")
-    rule, families = shape_rule(layout, weight_dtype, capability)
-    where = f"the {', '.join(families)} famil{'ies' if len(families) > 1 else 'y'}"
-    if n % rule.n_multiple or k % rule.k_multiple:
-        raise ValueError(f"values shape (N={n}, K={k}) does not fit {where}: N must be a multiple of "
-                         f"{rule.n_multiple} and K of {rule.k_multiple} (pad with zeros first)")
-    if group_size != k and group_size % rule.group_multiple:
-        raise ValueError(f"group_size={group_size} (K / scales.shape[1]) must be a multiple of "
-                         f"{rule.group_multiple} for {where}, or K (per-channel)")
+    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, values)
+    _check_fits(rule, where, "values", (n, k), (n, k), group_size, "pad with zeros first")
     data = LAYOUTS[layout].pack(q.to(s.device))
     return PackedWeight(data, s.t().contiguous(), zero_term, shape=(n, k), weight_dtype=weight_dtype,
                         group_size=group_size, layout=layout)
