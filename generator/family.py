@@ -242,6 +242,15 @@ FP8_WEIGHTS = (DType.E4M3, DType.E5M2)
 WEIGHTS = INT_WEIGHTS + FP8_WEIGHTS
 
 
+def default_tier(weight: DType) -> str:
+    """Which of a family's default-set tables a weight format takes: "4bit" (tuned), "8bit" (integer
+    and e4m3 weights: one kernel per regime, not yet tuned) or "e5m2" (rare, e4m3 holds more
+    precision: a minimal set)."""
+    if weight == DType.E5M2:
+        return "e5m2"
+    return f"{weight.bits}bit"
+
+
 def weight_only_types_reason(spec: KernelSpec, weights: tuple[DType, ...] = WEIGHTS) -> Optional[str]:
     """The type rules shared by the weight-only families (16-bit activations; 4- and 8-bit integer
     and 8-bit float weights with group scales; signed ones symmetric, unsigned ones with zero

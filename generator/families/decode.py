@@ -14,7 +14,8 @@ import re
 from typing import Iterable, Optional
 
 from ..dtypes import ACTIVATIONS, DType, ScaleMode
-from ..family import COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
+from ..family import (COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, default_tier, register,
+                      weight_only_types_reason)
 from ..layouts import layout_for_bits
 
 ROWS = (16, 32, 64)   # output features per warp: 1, 2 or 4 layout atoms
@@ -25,10 +26,11 @@ TOKENS = (8, 16, 32, 64)  # 1, 2, 4 or 8 mma n8 tiles
 # 32 and 64 tokens (M = 17..64, where the sm90 fallback has a ~20 us floor on small layers): 16- and
 # 32-row warps, not yet tuned. 64-row warps are left out there: with 64 or more accumulator registers
 # per thread (rows / 16 * tokens >= 128) they run one CTA per SM, as 32 rows x 64 tokens does.
-DEFAULT = {(16, 8), (32, 8), (32, 16), (64, 8), (64, 16), (16, 32), (32, 32), (16, 64), (32, 64)}
-# 8-bit weights (not yet tuned): one warp tile per token count, 32 rows (64 for 8 tokens too).
-DEFAULT_8BIT = {(32, 8), (64, 8), (32, 16), (32, 32), (32, 64)}
-DEFAULT_E5M2 = {(32, 8), (32, 64)}  # e5m2 weights are rare (e4m3 holds more precision)
+# Per default_tier: 8-bit weights (not yet tuned) one warp tile per token count, 32 rows (64 for 8
+# tokens too); e5m2 an 8- and a 64-token one.
+DEFAULT = {"4bit": {(16, 8), (32, 8), (32, 16), (64, 8), (64, 16), (16, 32), (32, 32), (16, 64), (32, 64)},
+           "8bit": {(32, 8), (64, 8), (32, 16), (32, 32), (32, 64)},
+           "e5m2": {(32, 8), (32, 64)}}
 # Bytes per second that SMs pull x from L2 (through L1) in total: each warp row block reads its K
 # slice of x for the M tokens (R row blocks of a CTA share it in L1, but small layers run R = 1), so x
 # traffic is N / rows times the activations. An assumption of H100-class hardware, not a fit.
@@ -78,9 +80,7 @@ class DecodeSpec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
-        if self.weight == DType.E5M2:
-            return (self.rows, self.tokens) in DEFAULT_E5M2
-        return (self.rows, self.tokens) in (DEFAULT_8BIT if self.weight.bits == 8 else DEFAULT)
+        return (self.rows, self.tokens) in DEFAULT[default_tier(self.weight)]
 
     def is_smoke(self) -> bool:
         return self.name() == SMOKE

@@ -22,7 +22,8 @@ import re
 from typing import Iterable, Optional
 
 from ..dtypes import ACTIVATIONS, DType, ScaleMode
-from ..family import COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register, weight_only_types_reason
+from ..family import (COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, default_tier, register,
+                      weight_only_types_reason)
 from ..layouts import layout_for_bits
 
 SMEM_BYTES = 232448  # opt-in shared memory per block on H100/H200 (227 KiB)
@@ -36,10 +37,11 @@ DEFAULT_TILES = {((128, 16), (2, 1)), ((128, 64), (1, 1)), ((256, 128), (1, 1)),
 # 256-row one for large layers at M = 32-128 (H100 tune, 2026-11-23: 6-19% faster than 128x64 on
 # 28672x4096, 10240x8192, 57344x8192 and 8192x28672).
 DEFAULT_SK_TILES = {((128, 64), (1, 1)), ((256, 64), (1, 1)), ((128, 128), (1, 1)), ((128, 256), (1, 1))}
-# 8-bit weights (not yet tuned): the four regimes and one stream-K tile for M = 17..256; e5m2
-# weights (rare: e4m3 holds more precision) only a small-batch and a prefill tile.
-DEFAULT_SK_TILES_8BIT = {((128, 64), (1, 1))}
-DEFAULT_TILES_E5M2 = {((128, 64), (1, 1)), ((128, 256), (1, 1))}
+# Per default_tier, (data-parallel tiles, stream-K tiles): 8-bit weights (not yet tuned) the four
+# regimes and one stream-K tile for M = 17..256; e5m2 only a small-batch and a prefill tile.
+DEFAULT = {"4bit": (DEFAULT_TILES, DEFAULT_SK_TILES),
+           "8bit": (DEFAULT_TILES, {((128, 64), (1, 1))}),
+           "e5m2": ({((128, 64), (1, 1)), ((128, 256), (1, 1))}, set())}
 SMOKE = "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
 
 
@@ -155,12 +157,8 @@ class Sm90MixedSpec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
-        if self.weight == DType.E5M2:
-            tiles = set() if self.decomp == Decomposition.STREAM_K else DEFAULT_TILES_E5M2
-        elif self.decomp == Decomposition.STREAM_K:
-            tiles = DEFAULT_SK_TILES_8BIT if self.weight.bits == 8 else DEFAULT_SK_TILES
-        else:
-            tiles = DEFAULT_TILES
+        data_parallel, stream_k = DEFAULT[default_tier(self.weight)]
+        tiles = stream_k if self.decomp == Decomposition.STREAM_K else data_parallel
         return (self.tile[:2], self.cluster) in tiles and self.schedule == Schedule.COOPERATIVE
 
     def is_smoke(self) -> bool:
