@@ -13,7 +13,7 @@ import itertools
 import re
 from typing import Iterable, Optional
 
-from ..dtypes import ACTIVATIONS, DType, ScaleMode
+from ..dtypes import ACTIVATIONS, ScaleMode
 from ..family import (COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, default_tier, register,
                       weight_only_types_reason)
 from ..layouts import layout_for_bits
