@@ -263,6 +263,21 @@ def shape_rule(layout: str, weight_dtype: str, capability: Optional[int]) -> tup
     return rule, sorted({s.token for s in specs})
 
 
+def _format(weight_dtype: str):
+    if weight_dtype not in FORMATS:
+        raise ValueError(f"weight_dtype={weight_dtype!r} is not supported; choose one of {sorted(FORMATS)}")
+    return FORMATS[weight_dtype]
+
+
+def _act_dtype(act_dtype: Optional[torch.dtype], default: torch.dtype) -> torch.dtype:
+    """The dtype scales are stored in: act_dtype, else `default` if 16-bit, else bfloat16."""
+    if act_dtype is None:
+        act_dtype = default if default in ACT_DTYPES else torch.bfloat16
+    if act_dtype not in ACT_DTYPES:
+        raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16")
+    return act_dtype
+
+
 def _layout_and_rule(weight_dtype: str, arch: Optional[int], layout: Optional[str], like: torch.Tensor
                      ) -> tuple[str, ShapeRule, str]:
     """(layout, shape rule, "the ... families") for a weight made like `like` (its GPU, unless arch
@@ -314,19 +329,14 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         raise ValueError(f"w must be 2-D [N, K] (out features x in features), got shape {tuple(w.shape)}")
     if w.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise TypeError(f"w.dtype={w.dtype} is not supported; use float16, bfloat16 or float32")
-    if weight_dtype not in FORMATS:
-        raise ValueError(f"weight_dtype={weight_dtype!r} is not supported; choose one of {sorted(FORMATS)}")
-    fmt = FORMATS[weight_dtype]
+    fmt = _format(weight_dtype)
     if zero_point is None:
         zero_point = fmt.zero_point
     if zero_point != fmt.zero_point:
         with_zero = sorted(n for n, f in FORMATS.items() if f.zero_point)
         hint = f"use weight_dtype in {with_zero} for zero points" if zero_point else f"{weight_dtype} always has zero points"
         raise ValueError(f"zero_point={zero_point} is not available for weight_dtype={weight_dtype!r}: {hint}")
-    if act_dtype is None:
-        act_dtype = w.dtype if w.dtype in ACT_DTYPES else torch.bfloat16
-    if act_dtype not in ACT_DTYPES:
-        raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16")
+    act_dtype = _act_dtype(act_dtype, w.dtype)
     if not isinstance(group_size, int) or isinstance(group_size, bool) or (group_size <= 0 and group_size != PER_CHANNEL):
         raise ValueError(f"group_size={group_size!r} must be a positive integer, or {PER_CHANNEL} for per-channel")
     if torch.isnan(w).any() or torch.isinf(w).any():
@@ -367,9 +377,7 @@ def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch
     act_dtype: dtype to store scales in (default: the scales' dtype if 16-bit, else bfloat16).
     arch, layout: as for quantize. N and K must already fit the kernels' shape rule (pad before).
     """
-    if weight_dtype not in FORMATS:
-        raise ValueError(f"weight_dtype={weight_dtype!r} is not supported; choose one of {sorted(FORMATS)}")
-    fmt = FORMATS[weight_dtype]
+    fmt = _format(weight_dtype)
     for name, t in (("values", values), ("scales", scales)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -381,7 +389,7 @@ def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch
             raise TypeError(f"values.dtype={values.dtype}: {weight_dtype} weights are given as {fmt.torch_dtype} values")
         if not torch.isfinite(values.float()).all():
             raise ValueError(f"values contain NaN or Inf; {weight_dtype} weights must be finite")
-        q = values.view(torch.int8).to(torch.int16)
+        q = fmt.values_to_codes(values)
     else:
         if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
             raise TypeError(f"values.dtype={values.dtype}: {weight_dtype} weights are given as integers")
@@ -398,10 +406,7 @@ def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch
         raise TypeError(f"scales.dtype={scales.dtype} is not supported; use float32, float16 or bfloat16")
     if not torch.isfinite(scales).all():
         raise ValueError("scales contain NaN or Inf")
-    if act_dtype is None:
-        act_dtype = scales.dtype if scales.dtype in ACT_DTYPES else torch.bfloat16
-    if act_dtype not in ACT_DTYPES:
-        raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16")
+    act_dtype = _act_dtype(act_dtype, scales.dtype)
     s = scales.to(act_dtype)
     if not torch.isfinite(s).all():
         raise ValueError(f"scales overflow {act_dtype} (largest {scales.abs().max().item():.3g}); pass "
@@ -419,7 +424,7 @@ def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch
         z = z.to(s.device, torch.float32)
         if not torch.equal(z, z.round()) or z.min() < fmt.qmin or z.max() > fmt.qmax:
             raise ValueError(f"zero_points must be integers in [{fmt.qmin}, {fmt.qmax}] for {weight_dtype}")
-        zero_term = (-z * s.float()).to(act_dtype).t().contiguous()
+        zero_term = fmt.zero_term(z, s).t().contiguous()
     elif zero_points is not None:
         raise ValueError(f"{weight_dtype} weights are symmetric: zero_points must be None")
     layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, values)

@@ -71,9 +71,9 @@ class WeightFormat:
             span = hi - lo
             scale = torch.where(span > 0, span / (self.qmax - self.qmin), torch.ones_like(span)).to(act)
             zp = torch.clamp(torch.round(-lo / scale.float()), self.qmin, self.qmax)
-            # Place values against the zero term as stored (-zp * scale rounded to act: for 8-bit
-            # zero points that rounding reaches half a step), so it costs no accuracy.
-            zero = (-zp * scale.float()).to(act)
+            # Place values against the zero term as stored (rounded to act: for 8-bit zero points
+            # that rounding reaches half a step), so it costs no accuracy.
+            zero = self.zero_term(zp, scale)
             q = torch.clamp(torch.round((g - zero.float().unsqueeze(-1)) / scale.float().unsqueeze(-1)),
                             self.qmin, self.qmax)
             zero = zero.t().contiguous()
@@ -83,6 +83,12 @@ class WeightFormat:
             q = torch.clamp(torch.round(g / scale.float().unsqueeze(-1)), self.qmin, self.qmax)
             zero = None
         return q.reshape(n, k).to(torch.int16), scale.t().contiguous(), zero
+
+    @staticmethod
+    def zero_term(zp: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """What the kernels add for integer zero points zp: -zp * scale, rounded once to scale's
+        (activation) dtype."""
+        return (-zp.float() * scale.float()).to(scale.dtype)
 
     def dequantize(self, q: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], group_size: int,
                    dtype: torch.dtype) -> torch.Tensor:
@@ -103,7 +109,7 @@ class FloatWeightFormat(WeightFormat):
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return getattr(torch, self.dtype.torch_name)
+        return torch_dtype(self.dtype)
 
     @property
     def fmax(self) -> float:
@@ -119,6 +125,10 @@ class FloatWeightFormat(WeightFormat):
     def codes_to_values(self, q: torch.Tensor) -> torch.Tensor:
         return q.to(torch.int8).view(self.torch_dtype).float()
 
+    def values_to_codes(self, v: torch.Tensor) -> torch.Tensor:
+        """A tensor of the format's float8 dtype -> its codes (int16, as layouts pack them)."""
+        return v.view(torch.int8).to(torch.int16)
+
     def quantize(self, w: torch.Tensor, group_size: int, act: torch.dtype
                  ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         n, k = w.shape
@@ -126,7 +136,7 @@ class FloatWeightFormat(WeightFormat):
         amax = g.abs().amax(dim=-1)
         scale = torch.where(amax > 0, amax / self.target, torch.ones_like(amax)).to(act)
         v = (g / scale.float().unsqueeze(-1)).clamp(-self.fmax, self.fmax).to(self.torch_dtype)
-        return v.view(torch.int8).to(torch.int16).reshape(n, k), scale.t().contiguous(), None
+        return self.values_to_codes(v).reshape(n, k), scale.t().contiguous(), None
 
     def dequantize(self, q: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], group_size: int,
                    dtype: torch.dtype) -> torch.Tensor:
