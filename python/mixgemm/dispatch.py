@@ -165,6 +165,12 @@ def autotune_candidates(candidates: list[tuple[str, Optional[float]]], family_of
     return picked + [name for name in best_of_family.values() if name not in picked]
 
 
+def rank_key(spec, us: float, capability: int) -> tuple[float, str]:
+    """How candidates are ordered (profile, autotune, estimate alike): measured or estimated time,
+    less what programmatic dependent launch hides under the previous kernel; ties by name."""
+    return us - spec.launch_overlap_us(capability), spec.name()
+
+
 def record_autotuned(akey: tuple, name: str, us: float) -> None:
     """Remember a measured choice. Cached choices are dropped (a rare event: once per shape and M
     bucket), so those it supersedes are made again."""
@@ -248,8 +254,8 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
             candidates.append((spec, b.index, spec.estimate_us(m, n, k, group_size, sms, model)))
     choice = None
 
-    def rank(c):  # measured or estimated time, less what PDL hides under the previous kernel
-        return c[2] - c[0].launch_overlap_us(cap), c[0].name()
+    def rank(c):
+        return rank_key(c[0], c[2], cap)
 
     prof = profiles.load_for(gpu_name(device_index), sms, frozenset(b.spec.name() for b in built())) if candidates else None
     found = prof.lookup(str(key), profile_group(group_size, k), m_bucket(m), n, k) if prof else None

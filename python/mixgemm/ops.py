@@ -48,7 +48,6 @@ def workspace(device: int, stream: int, nbytes: int) -> torch.Tensor:
 
 
 _current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
-_FLAG_INPUTS_READY = 1  # MIXGEMM_FLAG_INPUTS_READY (include/mixgemm/mixgemm.h)
 
 
 class _Launch(NamedTuple):
@@ -93,6 +92,7 @@ def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, bias: O
     if device != _current_device():
         with torch.cuda.device(device):
             return _run(plan, x, out, device, bias)
+    lib = _lib.load()
     stream = _raw_stream(device)
     ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
     x_ptr = x.data_ptr()
@@ -101,13 +101,13 @@ def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, bias: O
         token = (x_ptr, x._version, x.shape)
         prev = _last_x.get((device, stream))
         if prev is not None and prev[1] == token:
-            flags = _FLAG_INPUTS_READY
+            flags = lib.FLAG_INPUTS_READY
         if x.shape[0] <= _TRACK_MAX_ROWS:
             _last_x[(device, stream)] = (x, token)
         elif prev is not None:
             del _last_x[(device, stream)]
-    _lib.load().run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags,
-                    bias.data_ptr() if bias is not None else 0)
+    lib.run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags,
+            bias.data_ptr() if bias is not None else 0)
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
@@ -150,7 +150,7 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
         for name in cands:
             plan = _prepare(by_name[name].index, data, scales, zeros, m, n, k, group_size, 0, device)
             times[name] = event_us(lambda plan=plan: _run(plan, x, out, device), reps=7, before=flush.zero_)
-    best = min(times, key=lambda nm: (times[nm] - by_name[nm].spec.launch_overlap_us(cap), nm))
+    best = min(times, key=lambda nm: dispatch.rank_key(by_name[nm].spec, times[nm], cap))
     akey = dispatch.autotune_key(key, m, n, k, group_size, device, deterministic)
     dispatch.record_autotuned(akey, best, round(times[best], 2))
     return dispatch.Choice(by_name[best].spec, by_name[best].index, "autotuned on first use", times[best])
@@ -162,7 +162,7 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): kernels load x in 16-byte vectors; an offset view is copied
     if bias is not None and (bias.data_ptr() % 16 or not bias.is_contiguous()):
-        bias = bias.contiguous().clone()  # read in 16-byte vectors too
+        bias = bias.clone(memory_format=torch.contiguous_format)  # a fresh, aligned copy: read in 16-byte vectors
     m = x.shape[0]
     device = x.device
     # NOTE(overhead): one lookup per call; the weight is identified by its buffers and shape
