@@ -64,5 +64,10 @@ PER_CHANNEL = -1
 """The one public spelling of per-channel scales: ``group_size=-1`` (quantize, profiles, CLI). The
 kernels receive group_size == K, their C ABI's meaning of one group per output channel."""
 
+NO_SCALE = 0
+"""``quantize(w, group_size=NO_SCALE)``: convert only, no scale (the weights are already integers in
+the format's range, or values an 8-bit float holds). Stored as per-channel scales of 1.0 (2 bytes
+per output feature), which every kernel multiplies by exactly."""
+
 DEFAULT_GROUP_SIZE = 128
 DEFAULT_WEIGHT_DTYPE = "s4"

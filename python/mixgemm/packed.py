@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from .generator.catalog import catalog
-from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, PER_CHANNEL
+from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, NO_SCALE, PER_CHANNEL
 from .generator.family import ShapeRule
 from .generator.layouts import LEGACY_TAGS
 from .quant import ACT_DTYPES, FORMATS, LAYOUTS, FloatWeightFormat, Layout
@@ -305,6 +305,46 @@ def _check_fits(rule: ShapeRule, where: str, what: str, shape: tuple[int, int], 
                          f"(or {PER_CHANNEL} for per-channel)")
 
 
+def _format_values(fmt, weight_dtype: str, values: torch.Tensor, what: str) -> torch.Tensor:
+    """A format's values -> the integer codes layouts pack: integers in range (integer formats), or
+    the format's float8 dtype (e4m3/e5m2)."""
+    if isinstance(fmt, FloatWeightFormat):
+        if values.dtype != fmt.torch_dtype:
+            raise TypeError(f"{what}.dtype={values.dtype}: {weight_dtype} weights are given as {fmt.torch_dtype} values")
+        if not torch.isfinite(values.float()).all():
+            raise ValueError(f"{what} contain NaN or Inf; {weight_dtype} weights must be finite")
+        return fmt.values_to_codes(values)
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise TypeError(f"{what}.dtype={values.dtype}: {weight_dtype} weights are given as integers")
+    lo, hi = int(values.min()), int(values.max())
+    if lo < fmt.qmin or hi > fmt.qmax:
+        raise ValueError(f"{what} span [{lo}, {hi}], outside {weight_dtype}'s range [{fmt.qmin}, {fmt.qmax}]")
+    return values.to(torch.int16)
+
+
+def _convert_only(fmt, weight_dtype: str, w: torch.Tensor, act_dtype: torch.dtype
+                  ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """group_size=NO_SCALE: w's values as the format's, scales of 1.0 (per channel), zero terms 0."""
+    n = w.shape[0]
+    fix = "use a group size (or PER_CHANNEL) to scale it into range"
+    if isinstance(fmt, FloatWeightFormat):
+        amax = w.abs().max().item() if w.numel() else 0.0
+        if amax > fmt.fmax:
+            raise ValueError(f"group_size={NO_SCALE} (no scale): |w| reaches {amax:.6g}, beyond {weight_dtype}'s "
+                             f"largest finite value {fmt.fmax:g}; {fix}")
+        values = w.float().to(fmt.torch_dtype)
+    else:
+        wf = w.float()
+        if not torch.equal(wf, wf.round()) or (w.numel() and (wf.min() < fmt.qmin or wf.max() > fmt.qmax)):
+            raise ValueError(f"group_size={NO_SCALE} (no scale): {weight_dtype} needs w to hold integers in "
+                             f"[{fmt.qmin}, {fmt.qmax}]; {fix}")
+        values = wf.to(torch.int16)
+    q = _format_values(fmt, weight_dtype, values, "w")
+    scales = torch.ones(1, n, dtype=act_dtype, device=w.device)
+    zeros = torch.zeros(1, n, dtype=act_dtype, device=w.device) if fmt.zero_point else None
+    return q, scales, zeros
+
+
 def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_size: int = DEFAULT_GROUP_SIZE,
              zero_point: Optional[bool] = None, arch: Optional[int] = None,
              act_dtype: Optional[torch.dtype] = None, pad: bool = False, layout: Optional[str] = None) -> PackedWeight:
@@ -312,7 +352,10 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
 
     weight_dtype: one of FORMATS ('s4', 's8' symmetric; 'u4', 'u8' with zero points; 'e4m3', 'e5m2'
         8-bit floats, symmetric).
-    group_size: k per scale; -1 (PER_CHANNEL) for one scale per output channel.
+    group_size: k per scale; -1 (PER_CHANNEL) for one scale per output channel; 0 (NO_SCALE) to
+        convert only: w must already hold the format's values (integers in its range for
+        s4/u4/s8/u8, a zero point of 0; magnitudes up to the largest finite value for e4m3/e5m2,
+        rounded to nearest even), stored with per-channel scales of 1.0.
     zero_point: defaults to the format's (False for s4, True for u4); other values are refused.
     arch: compute capability (e.g. 90, 86) of the GPU it will run on; default: w's GPU, else the
         current GPU, else any. It picks the layout (that of the most specialized family running
@@ -337,12 +380,14 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         hint = f"use weight_dtype in {with_zero} for zero points" if zero_point else f"{weight_dtype} always has zero points"
         raise ValueError(f"zero_point={zero_point} is not available for weight_dtype={weight_dtype!r}: {hint}")
     act_dtype = _act_dtype(act_dtype, w.dtype)
-    if not isinstance(group_size, int) or isinstance(group_size, bool) or (group_size <= 0 and group_size != PER_CHANNEL):
-        raise ValueError(f"group_size={group_size!r} must be a positive integer, or {PER_CHANNEL} for per-channel")
+    if not isinstance(group_size, int) or isinstance(group_size, bool) or (group_size < 0 and group_size != PER_CHANNEL):
+        raise ValueError(f"group_size={group_size!r} must be a positive integer, {PER_CHANNEL} for per-channel, "
+                         f"or {NO_SCALE} for no scale")
     if torch.isnan(w).any() or torch.isinf(w).any():
         raise ValueError("w contains NaN or Inf; quantization needs finite weights")
     layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, w)
-    per_channel = group_size == PER_CHANNEL
+    no_scale = group_size == NO_SCALE
+    per_channel = group_size == PER_CHANNEL or no_scale
     n, k = w.shape
     pn, pk = n, k
     if pad:
@@ -356,12 +401,15 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         raise ValueError(f"group_size={group_size} must divide K={k} (or pass pad=True to zero-pad K to a multiple "
                          f"of it, or {PER_CHANNEL} for per-channel)")
     _check_fits(rule, where, "w", (n, k), (pn, pk), group_size, "pass pad=True to zero-pad")
-    q, scales, zeros = fmt.quantize(w, group_size, act_dtype)
+    if no_scale:
+        q, scales, zeros = _convert_only(fmt, weight_dtype, w, act_dtype)
+    else:
+        q, scales, zeros = fmt.quantize(w, group_size, act_dtype)
     return PackedWeight(LAYOUTS[layout].pack(q), scales, zeros, shape=(n, k), weight_dtype=weight_dtype,
                         group_size=group_size, layout=layout, padded_shape=(pn, pk))
 
 
-def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch.Tensor] = None, *,
+def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Optional[torch.Tensor] = None, *,
          weight_dtype: str, act_dtype: Optional[torch.dtype] = None, arch: Optional[int] = None,
          layout: Optional[str] = None) -> PackedWeight:
     """Pack weights quantized elsewhere (a GPTQ/AWQ-style checkpoint, or your own quantizer).
@@ -369,34 +417,29 @@ def pack(values: torch.Tensor, scales: torch.Tensor, zero_points: Optional[torch
     values: [N, K] (out x in): integers in the format's range for s4/u4/s8/u8 (any integer dtype),
         or a tensor of the format's own float8 dtype for e4m3/e5m2.
     scales: [N, K / group_size] (one row per output feature, as the weight), or [N] for per-channel;
-        float32, float16 or bfloat16, finite. Converted once to `act_dtype`.
-    zero_points: u4/u8 only, required there: integer zero points z, [N, K / group_size] (or [N]),
-        in the format's range. The kernels add the zero term -z * scale, rounded once to act_dtype.
+        float32, float16 or bfloat16, finite. Converted once to `act_dtype`. None: no scale (stored as
+        per-channel scales of 1.0; zero points then default to 0).
+    zero_points: u4/u8 only, required there (unless scales is None): integer zero points z,
+        [N, K / group_size] (or [N]), in the format's range. The kernels add the zero term
+        -z * scale, rounded once to act_dtype.
     The group size is K / scales.shape[1]. Dequantization, as for quantize: q * scale (+ zero term),
     rounded once to the activation dtype; dequantize() returns exactly that.
     act_dtype: dtype to store scales in (default: the scales' dtype if 16-bit, else bfloat16).
     arch, layout: as for quantize. N and K must already fit the kernels' shape rule (pad before).
     """
     fmt = _format(weight_dtype)
-    for name, t in (("values", values), ("scales", scales)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
     if values.dim() != 2:
         raise ValueError(f"values must be 2-D [N, K] (out features x in features), got shape {tuple(values.shape)}")
     n, k = values.shape
-    if isinstance(fmt, FloatWeightFormat):
-        if values.dtype != fmt.torch_dtype:
-            raise TypeError(f"values.dtype={values.dtype}: {weight_dtype} weights are given as {fmt.torch_dtype} values")
-        if not torch.isfinite(values.float()).all():
-            raise ValueError(f"values contain NaN or Inf; {weight_dtype} weights must be finite")
-        q = fmt.values_to_codes(values)
-    else:
-        if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
-            raise TypeError(f"values.dtype={values.dtype}: {weight_dtype} weights are given as integers")
-        lo, hi = int(values.min()), int(values.max())
-        if lo < fmt.qmin or hi > fmt.qmax:
-            raise ValueError(f"values span [{lo}, {hi}], outside {weight_dtype}'s range [{fmt.qmin}, {fmt.qmax}]")
-        q = values.to(torch.int16)
+    q = _format_values(fmt, weight_dtype, values, "values")
+    if scales is None:  # no scale: per-channel scales of 1.0 (what quantize(..., group_size=NO_SCALE) stores)
+        scales = torch.ones(n, dtype=act_dtype or torch.bfloat16, device=values.device)
+        if fmt.zero_point and zero_points is None:
+            zero_points = torch.zeros(n, dtype=torch.int32, device=values.device)
+    if not isinstance(scales, torch.Tensor):
+        raise TypeError(f"scales must be a torch.Tensor or None, got {type(scales).__name__}")
     if scales.dim() == 1:
         scales = scales.unsqueeze(1)
     if scales.dim() != 2 or scales.shape[0] != n or scales.shape[1] < 1 or k % scales.shape[1]:

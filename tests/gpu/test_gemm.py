@@ -112,6 +112,25 @@ def test_dispatched_gemm_api(weight, act):
         assert mixgemm.explain(x, pw).choice is not None
 
 
+@pytest.mark.parametrize("weight", sorted(mixgemm.FORMATS))
+def test_no_scale_weights(weight):
+    """group_size=NO_SCALE (convert only): every M, through dispatch, against x @ dequantize(pw)."""
+    f = mixgemm.FORMATS[weight]
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    n, k = 1024, 2048
+    if isinstance(f, mixgemm.quant.FloatWeightFormat):
+        w = (torch.randn(n, k, device="cuda", generator=gen) * 0.05).to(f.torch_dtype).float()
+    else:
+        w = torch.randint(f.qmin, f.qmax + 1, (n, k), device="cuda", generator=gen).float()
+    pw = mixgemm.quantize(w, weight, mixgemm.NO_SCALE, act_dtype=torch.bfloat16)
+    assert torch.equal(mixgemm.dequantize(pw).float(), w.to(torch.bfloat16).float())
+    scale = 1.0 if isinstance(f, mixgemm.quant.FloatWeightFormat) else 0.01  # keep |y| in range
+    for m in MS:
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen) * scale
+        y = mixgemm.gemm(x, pw)
+        assert rel_err(y, x.float() @ mixgemm.dequantize(pw).float().t()) < TOL
+
+
 def test_batched_input_and_views():
     pw = packed(6144, 4096, "s4", "bf16", 128, seed=2)
     x = torch.randn(3, 5, 4096, device="cuda", dtype=torch.bfloat16)

@@ -332,6 +332,39 @@ def test_pack_converts_scales_once_and_refuses_bad_pieces():
             mixgemm.pack(**kw)
 
 
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_no_scale_converts_only(fmt):
+    """group_size=NO_SCALE keeps w's values as the format's (scales of 1.0, zero terms 0): dequantize
+    gives w back exactly, pack(values, None) makes the same weight, and out-of-range w is refused."""
+    torch.manual_seed(6)
+    f = FORMATS[fmt]
+    if isinstance(f, FloatWeightFormat):
+        w = (torch.randn(48, 256) * 40).to(f.torch_dtype).float()  # values the format holds
+        values = w.to(f.torch_dtype)
+    else:
+        w = torch.randint(f.qmin, f.qmax + 1, (48, 256)).float()
+        values = w.to(torch.int32)
+    pw = mixgemm.quantize(w, fmt, mixgemm.NO_SCALE, act_dtype=torch.bfloat16)
+    assert pw.per_channel and torch.equal(pw.scales, torch.ones(1, 48, dtype=torch.bfloat16))
+    assert torch.equal(mixgemm.dequantize(pw, torch.bfloat16).float(),
+                       w.to(torch.bfloat16).float())
+    packed = mixgemm.pack(values, None, weight_dtype=fmt, act_dtype=torch.bfloat16)
+    assert torch.equal(packed.data, pw.data) and torch.equal(packed.scales, pw.scales)
+    assert (packed.zeros is None) == (pw.zeros is None)
+    if pw.zeros is not None:
+        assert torch.equal(packed.zeros, pw.zeros) and not pw.zeros.any()
+    back = mixgemm.PackedWeight.from_state_dict(pw.state_dict())
+    assert torch.equal(mixgemm.dequantize(back), mixgemm.dequantize(pw))
+    too_big = w * 1000 if isinstance(f, FloatWeightFormat) else w + (f.qmax - f.qmin + 1)
+    with pytest.raises(ValueError, match="no scale"):
+        mixgemm.quantize(too_big, fmt, mixgemm.NO_SCALE)
+    if not isinstance(f, FloatWeightFormat):
+        with pytest.raises(ValueError, match="integers in"):
+            mixgemm.quantize(w + 0.5, fmt, mixgemm.NO_SCALE)
+    with pytest.raises(ValueError, match="or 0 for no scale"):
+        mixgemm.quantize(w, fmt, -2)
+
+
 def test_quant_linear_converts_its_bias_once_per_activation_dtype():
     lin = torch.nn.Linear(128, 32, bias=True)
     layer = mixgemm.nn.QuantLinear.from_linear(lin, weight_dtype="s4", group_size=64, act_dtype=torch.bfloat16)
