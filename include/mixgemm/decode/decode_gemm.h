@@ -48,6 +48,7 @@
 #include <string>
 #include <type_traits>
 
+#include "mixgemm/convert8.h"
 #include "mixgemm/registry.h"
 
 #ifndef MIXGEMM_DECODE_PDL
@@ -373,12 +374,7 @@ __device__ __forceinline__ void prefetch_l2_line(const void* ptr) {
   asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
 }
 
-// (a & b) ^ c in one LOP3 (the compiler splits it into two when b and c are both immediates).
-__device__ __forceinline__ uint32_t and_xor(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0x6a;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // 0x6a = (F0 & CC) ^ AA
-  return d;
-}
+using ::mixgemm::convert::and_xor;  // (a & b) ^ c in one LOP3
 
 // d += a (16x16, row) * b (16x8, col), fp32 accumulate.
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
@@ -462,35 +458,8 @@ __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t
 
 // 8-bit weights: the lane's two words hold (a0, a1) and (a2, a3) as bytes [a.lo, a'.lo, a.hi,
 // a'.hi] (layout w8_mma16_shuffled), so register r's pair is bytes {0, 2} (r even) or {1, 3} (r odd)
-// of word r / 2: one mask, no shuffle. Exact integer conversion:
-//   f16: OR the byte into 1024.0's mantissa (10 bits hold 8) and subtract 1024 (u8), or flip the
-//        sign bit first and subtract 1152 (s8).
-//   bf16 (7 mantissa bits): OR the low 7 bits into 128.0 and subtract 128.0 or 256.0 chosen by bit
-//        7 (CUTLASS's sequence; gives the signed value); u8 flips bit 7 first (v - 128) and adds
-//        128 back (exact: an integer of at most 8 significant bits).
-//
-// 8-bit floats: one byte permute puts each byte of the pair in the high byte of its 16-bit half
-// (sign at bit 15), then the exponent and mantissa bits move down to the activation type's places
-// and one multiply by 2^(bias difference) rescales: exact for every finite value, subnormals
-// included (e5m2 is the top byte of fp16 as it is). NaN codes are not preserved (quantize never
-// writes them).
-template <class Act, int kWeight>
-__device__ __forceinline__ typename ActTraits<Act>::Vec2 fp8_pair(uint32_t word, int odd) {
-  using V2 = typename ActTraits<Act>::Vec2;
-  const uint32_t p = __byte_perm(word, 0u, odd ? 0x3414u : 0x2404u);  // bytes {1,3} or {0,2}, << 8
-  if constexpr (std::is_same_v<Act, __half>) {
-    if constexpr (kWeight == kE5M2) return bits_as<V2>(p);
-    const uint32_t f = ((p >> 1) & 0x3F803F80u) | (p & 0x80008000u);
-    return __hmul2(bits_as<V2>(f), bits_as<V2>(0x5C005C00u));  // 2^8
-  } else if constexpr (kWeight == kE4M3) {
-    const uint32_t f = ((p >> 4) & 0x07F007F0u) | (p & 0x80008000u);
-    return __hmul2(bits_as<V2>(f), bits_as<V2>(0x7B807B80u));  // 2^120
-  } else {
-    const uint32_t f = ((p >> 3) & 0x0FE00FE0u) | (p & 0x80008000u);
-    return __hmul2(bits_as<V2>(f), bits_as<V2>(0x77807780u));  // 2^112
-  }
-}
-
+// of word r / 2: one mask, no shuffle. The conversions (exact, integers and 8-bit floats) are
+// mixgemm/convert8.h's, shared with the sm90 family.
 template <class Act, bool kZero, int kWeight>
 __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
                                              uint32_t z_hi, uint32_t (&a)[4]) {
@@ -500,20 +469,14 @@ __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     const uint32_t word = (r < 2 ? w.x : w.y) >> (8 * (r & 1));
+    constexpr bool kHalf = std::is_same_v<Act, __half>;
     V2 q;
     if constexpr (kWeight == kE4M3 || kWeight == kE5M2) {
-      q = fp8_pair<Act, kWeight>(r < 2 ? w.x : w.y, r & 1);
-    } else if constexpr (std::is_same_v<Act, __half>) {
-      // 0x64806480 = 1152.0 (1024 + 128) in both halves
-      const uint32_t v = kZero ? ((word & 0x00FF00FFu) | 0x64006400u) : and_xor(word, 0x00FF00FFu, 0x64806480u);
-      q = __hsub2(bits_as<V2>(v), bits_as<V2>(kZero ? 0x64006400u : 0x64806480u));
+      q = ::mixgemm::convert::fp8_pair<kWeight == kE4M3, kHalf>(r < 2 ? w.x : w.y, r & 1);
+    } else if constexpr (kHalf) {
+      q = ::mixgemm::convert::byte_pair_to_f16<!kZero>(word);
     } else {
-      // u8: flip bit 7 first (v - 128 as a signed byte), add the 128 back after
-      const uint32_t b7 = kZero ? ~word : word;
-      const uint32_t lo7 = (word & 0x007F007Fu) | 0x43004300u;  // 128 + (v & 127)
-      const uint32_t hi1 = (b7 & 0x00800080u) | 0x43004300u;    // 128, or 256 when bit 7 is set
-      q = __hsub2(bits_as<V2>(lo7), bits_as<V2>(hi1));         // the signed byte
-      if constexpr (kZero) q = __hadd2(q, bits_as<V2>(0x43004300u));
+      q = ::mixgemm::convert::byte_pair_to_bf16<!kZero>(word);
     }
     a[r] = scaled<Act, kZero>(q, (r & 1) ? s1 : s0, (r & 1) ? z_hi : z_lo);
   }

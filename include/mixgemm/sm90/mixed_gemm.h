@@ -40,76 +40,37 @@
 
 #include "cutlass/detail/collective/mixed_input_utils.hpp"
 
+#include "mixgemm/convert8.h"
 #include "mixgemm/registry.h"
 #include "mixgemm/sm90/weight_layout.h"
 
-// Unsigned bytes -> bf16 / fp16 in the 8-bit layout's value order ([0,2,1,3] per 32-bit word, so a
-// pair is bytes {0, 2} or {1, 3}): CUTLASS ships such converters for signed bytes only, and its
-// generic path converts one value at a time through float. Exact: fp16 takes the byte into 1024.0's
-// mantissa; bf16 (7 mantissa bits) builds the value of the byte with bit 7 flipped as a signed one
-// (CUTLASS's int8 sequence) and adds 128 back.
+// 8-bit weights -> bf16 / fp16 in the 8-bit layout's value order ([0,2,1,3] per 32-bit word, so a
+// pair is bytes {0, 2} or {1, 3}), through mixgemm/convert8.h (exact; the decode family uses the
+// same): CUTLASS ships such converters for signed bytes and e5m2 -> fp16 only, and its generic
+// path converts one value at a time through float.
 namespace cutlass {
-template <class Dst>
-struct Uint8PairsToHalves {
-  template <class EngineIn, class EngineOut, class LayoutIn, class LayoutOut>
-  CUTLASS_DEVICE static void convert(cute::Tensor<EngineIn, LayoutIn> const& src, cute::Tensor<EngineOut, LayoutOut>& dst) {
-    static_assert(cute::is_same_v<uint8_t, typename EngineIn::value_type> &&
-                  cute::is_same_v<Dst, typename EngineOut::value_type>);
-    const uint32_t w = cute::recast<uint32_t>(src)(0);
-    auto&& r = cute::recast<uint32_t>(dst);
-    CUTLASS_PRAGMA_UNROLL
-    for (int ii = 0; ii < 2; ++ii) {
-      const uint32_t word = w >> (8 * ii);
-      if constexpr (cute::is_same_v<Dst, cutlass::half_t>) {
-        const uint32_t v = (word & 0x00FF00FFu) | 0x64006400u;  // 1024 + byte
-        const __half2 q = __hsub2(reinterpret_cast<const __half2&>(v), __half2(__half(1024.f), __half(1024.f)));
-        r(ii) = reinterpret_cast<const uint32_t&>(q);
-      } else {
-        const uint32_t lo7 = (word & 0x007F007Fu) | 0x43004300u;   // 128 + (byte & 127)
-        const uint32_t hi1 = (~word & 0x00800080u) | 0x43004300u;  // 256, or 128 when bit 7 is set
-        const uint32_t k128 = 0x43004300u;
-        __nv_bfloat162 q = __hsub2(reinterpret_cast<const __nv_bfloat162&>(lo7),
-                                   reinterpret_cast<const __nv_bfloat162&>(hi1));
-        q = __hadd2(q, reinterpret_cast<const __nv_bfloat162&>(k128));
-        r(ii) = reinterpret_cast<const uint32_t&>(q);
-      }
-    }
-  }
-};
-template <>
-struct LayoutAwareConvertImpl<uint8_t, cutlass::bfloat16_t, cute::Layout<cute::Shape<cute::_2, cute::_2>, cute::Stride<cute::_2, cute::_1>>,
-                              cute::Layout<cute::_4>> : Uint8PairsToHalves<cutlass::bfloat16_t> {};
-
-// 8-bit floats -> bf16, and e4m3 -> fp16 (CUTLASS converts these one value at a time in this value
-// order; it has e5m2 -> fp16): a byte permute puts each byte of a pair in the high byte of its
-// half, the exponent and mantissa bits move to the 16-bit type's places, and one multiply by
-// 2^(bias difference) rescales; exact for every finite value, subnormals included (the decode
-// family does the same, decode_gemm.h fp8_pair).
 template <class Src, class Dst>
-struct Fp8PairsToHalves {
+struct BytePairsToHalves {
   template <class EngineIn, class EngineOut, class LayoutIn, class LayoutOut>
   CUTLASS_DEVICE static void convert(cute::Tensor<EngineIn, LayoutIn> const& src, cute::Tensor<EngineOut, LayoutOut>& dst) {
     static_assert(cute::is_same_v<Src, typename EngineIn::value_type> &&
                   cute::is_same_v<Dst, typename EngineOut::value_type>);
-    constexpr bool kE4M3 = cute::is_same_v<Src, cutlass::float_e4m3_t>;
     constexpr bool kHalf = cute::is_same_v<Dst, cutlass::half_t>;
-    static_assert(kE4M3 || !kHalf, "e5m2 -> fp16 is CUTLASS's own");
     const uint32_t w = cute::recast<uint32_t>(src)(0);
     auto&& r = cute::recast<uint32_t>(dst);
     CUTLASS_PRAGMA_UNROLL
     for (int ii = 0; ii < 2; ++ii) {
-      const uint32_t p = __byte_perm(w, 0u, ii ? 0x3414u : 0x2404u);  // bytes {0,2} or {1,3}, << 8
-      if constexpr (kHalf) {
-        const uint32_t f = ((p >> 1) & 0x3F803F80u) | (p & 0x80008000u);
-        const uint32_t rescale = 0x5C005C00u;  // 2^8
-        const __half2 q = __hmul2(reinterpret_cast<const __half2&>(f), reinterpret_cast<const __half2&>(rescale));
-        r(ii) = reinterpret_cast<const uint32_t&>(q);
+      if constexpr (cute::is_same_v<Src, uint8_t>) {
+        if constexpr (kHalf) {
+          const __half2 q = ::mixgemm::convert::byte_pair_to_f16<false>(w >> (8 * ii));
+          r(ii) = reinterpret_cast<const uint32_t&>(q);
+        } else {
+          const __nv_bfloat162 q = ::mixgemm::convert::byte_pair_to_bf16<false>(w >> (8 * ii));
+          r(ii) = reinterpret_cast<const uint32_t&>(q);
+        }
       } else {
-        const uint32_t f = kE4M3 ? (((p >> 4) & 0x07F007F0u) | (p & 0x80008000u))
-                                 : (((p >> 3) & 0x0FE00FE0u) | (p & 0x80008000u));
-        const uint32_t rescale = kE4M3 ? 0x7B807B80u : 0x77807780u;  // 2^120, 2^112
-        const __nv_bfloat162 q = __hmul2(reinterpret_cast<const __nv_bfloat162&>(f),
-                                         reinterpret_cast<const __nv_bfloat162&>(rescale));
+        constexpr bool kE4M3 = cute::is_same_v<Src, cutlass::float_e4m3_t>;
+        const auto q = ::mixgemm::convert::fp8_pair<kE4M3, kHalf>(w, ii);
         r(ii) = reinterpret_cast<const uint32_t&>(q);
       }
     }
@@ -117,14 +78,17 @@ struct Fp8PairsToHalves {
 };
 using ValueOrder8 = cute::Layout<cute::Shape<cute::_2, cute::_2>, cute::Stride<cute::_2, cute::_1>>;
 template <>
+struct LayoutAwareConvertImpl<uint8_t, cutlass::bfloat16_t, ValueOrder8, cute::Layout<cute::_4>>
+    : BytePairsToHalves<uint8_t, cutlass::bfloat16_t> {};
+template <>
 struct LayoutAwareConvertImpl<cutlass::float_e4m3_t, cutlass::bfloat16_t, ValueOrder8, cute::Layout<cute::_4>>
-    : Fp8PairsToHalves<cutlass::float_e4m3_t, cutlass::bfloat16_t> {};
+    : BytePairsToHalves<cutlass::float_e4m3_t, cutlass::bfloat16_t> {};
 template <>
 struct LayoutAwareConvertImpl<cutlass::float_e5m2_t, cutlass::bfloat16_t, ValueOrder8, cute::Layout<cute::_4>>
-    : Fp8PairsToHalves<cutlass::float_e5m2_t, cutlass::bfloat16_t> {};
+    : BytePairsToHalves<cutlass::float_e5m2_t, cutlass::bfloat16_t> {};
 template <>
 struct LayoutAwareConvertImpl<cutlass::float_e4m3_t, cutlass::half_t, ValueOrder8, cute::Layout<cute::_4>>
-    : Fp8PairsToHalves<cutlass::float_e4m3_t, cutlass::half_t> {};
+    : BytePairsToHalves<cutlass::float_e4m3_t, cutlass::half_t> {};
 }  // namespace cutlass
 
 namespace mixgemm::sm90 {
