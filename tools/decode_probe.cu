@@ -202,7 +202,6 @@ struct Variant {
   bool bf16, zero;
   int row_atoms, tokens;
   int blocks_per_sm;  // CTAs of 8 warps per SM the split rule assumes (checked against occupancy)
-  bool post_scale;    // multiplies by the exact weight (see impl::post_scale): checked against ref_exact
   int (*check)(const mixgemm_problem&, std::string&);
   size_t (*workspace_bytes)(const mixgemm_problem&);
   int (*run)(const mixgemm_problem&, cudaStream_t, std::string&);
@@ -219,7 +218,6 @@ Variant make_variant() {
   return Variant{G::name(),          std::is_same<Act, __nv_bfloat16>::value,
                  kZero,              kRowAtoms,
                  kTokens,            G::kBlocksPerSm,
-                 mixgemm::decode::impl::post_scale<mixgemm::decode::impl::kInt4, kRowAtoms, kTokens>(),
                  &G::check,
                  &G::workspace_bytes, &G::run,
                  &G::run_plan,       &G::make_plan,
@@ -314,8 +312,7 @@ struct Dataset {
   std::vector<uint16_t> scales;   // [k/group, n]
   std::vector<uint16_t> zeros;    // [k/group, n]
   std::vector<uint16_t> x;        // [kMaxTok, k]
-  std::vector<double> ref;        // [kMaxTok, n]: weights q * s (+ z) rounded to 16 bits, as dequantize
-  std::vector<double> ref_exact;  // [kMaxTok, n]: weights q * s (+ z) exact (post-scale variants)
+  std::vector<double> ref;        // [kMaxTok, n]
   // device
   void *dx = nullptr, *dw = nullptr, *ds = nullptr, *dz = nullptr, *dy = nullptr;
 };
@@ -341,17 +338,15 @@ static void make_dataset(Dataset& d, uint64_t seed) {
     const double g = (rng.uniform() + rng.uniform() + rng.uniform() + rng.uniform() - 2.0) * 1.7;
     v = double_to_bits(g, d.fmt);
   }
-  // fp64 references: the 16-bit dequant q * s (or fma(q, s, z), exact in fp64, rounded once), and
-  // the exact weight q * s + z that the post-scale variants multiply by.
+  // fp64 reference of the specified dequant: q * s (or fma(q, s, z)) exact in fp64, rounded once.
   d.ref.assign(static_cast<size_t>(kMaxTok) * d.n, 0.0);
-  d.ref_exact.assign(d.ref.size(), 0.0);
   std::vector<double> xd(d.x.size());
   for (size_t i = 0; i < xd.size(); ++i) xd[i] = bits_to_double(d.x[i], d.fmt);
   const unsigned hw = std::max(1u, std::min(32u, std::thread::hardware_concurrency()));
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < hw; ++t) {
     pool.emplace_back([&, t] {
-      std::vector<double> deq(d.k), exact(d.k);
+      std::vector<double> deq(d.k);
       for (int row = static_cast<int>(t); row < d.n; row += static_cast<int>(hw)) {
         for (int col = 0; col < d.k; ++col) {
           const size_t gi = static_cast<size_t>(col / d.group) * d.n + row;
@@ -359,17 +354,12 @@ static void make_dataset(Dataset& d, uint64_t seed) {
           const double s = bits_to_double(d.scales[gi], d.fmt);
           const double v = d.zero ? qv * s + bits_to_double(d.zeros[gi], d.fmt) : qv * s;
           deq[col] = round_act(v, d.fmt);
-          exact[col] = v;
         }
         for (int m = 0; m < kMaxTok; ++m) {
           const double* xr = &xd[static_cast<size_t>(m) * d.k];
-          double acc = 0, acc_exact = 0;
-          for (int col = 0; col < d.k; ++col) {
-            acc += xr[col] * deq[col];
-            acc_exact += xr[col] * exact[col];
-          }
+          double acc = 0;
+          for (int col = 0; col < d.k; ++col) acc += xr[col] * deq[col];
           d.ref[static_cast<size_t>(m) * d.n + row] = acc;
-          d.ref_exact[static_cast<size_t>(m) * d.n + row] = acc_exact;
         }
       }
     });
@@ -456,8 +446,7 @@ static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_
   if (out) *out = y;
 
   double num = 0, den = 0, rms_ref = 0;
-  const std::vector<double>& ref = v.post_scale ? d.ref_exact : d.ref;
-  for (int i = 0; i < m * d.n; ++i) rms_ref += ref[i] * ref[i];
+  for (int i = 0; i < m * d.n; ++i) rms_ref += d.ref[i] * d.ref[i];
   rms_ref = std::sqrt(rms_ref / (static_cast<double>(m) * d.n));
   long nan = 0, bad = 0, touched = 0;
   double worst_ulps = 0;
@@ -473,14 +462,14 @@ static bool run_and_verify(const Variant& v, const Dataset& d, int m, int split_
         nan++;
         continue;
       }
-      const double diff = got - ref[i];
+      const double diff = got - d.ref[i];
       num += diff * diff;
-      den += ref[i] * ref[i];
+      den += d.ref[i] * d.ref[i];
       // Correct output is the fp32 sum rounded once: within one ulp of the exact value plus a
       // tiny fp32 accumulation term.
-      const double tol = ulp_of(ref[i], d.fmt) + 1e-4 * rms_ref;
+      const double tol = ulp_of(d.ref[i], d.fmt) + 1e-4 * rms_ref;
       if (std::fabs(diff) > tol) bad++;
-      worst_ulps = std::max(worst_ulps, std::fabs(diff) / ulp_of(ref[i], d.fmt));
+      worst_ulps = std::max(worst_ulps, std::fabs(diff) / ulp_of(d.ref[i], d.fmt));
     }
   const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
   // The whole counter region (not only this plan's tiles) must be back at zero: the workspace is

@@ -324,24 +324,24 @@ def _format_values(fmt, weight_dtype: str, values: torch.Tensor, what: str) -> t
 
 def _convert_only(fmt, weight_dtype: str, w: torch.Tensor, act_dtype: torch.dtype
                   ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """group_size=NO_SCALE: w's values as the format's, scales of 1.0 (per channel), zero terms 0."""
-    n = w.shape[0]
+    """group_size=NO_SCALE: w's values as the format's, per-channel scales of 1.0 and zero terms for
+    a zero point of 0 (the same as pack(values, None))."""
     fix = "use a group size (or PER_CHANNEL) to scale it into range"
     if isinstance(fmt, FloatWeightFormat):
         amax = w.abs().max().item() if w.numel() else 0.0
-        if amax > fmt.fmax:
+        if amax > fmt.fmax:  # the cast would not refuse it
             raise ValueError(f"group_size={NO_SCALE} (no scale): |w| reaches {amax:.6g}, beyond {weight_dtype}'s "
                              f"largest finite value {fmt.fmax:g}; {fix}")
         values = w.float().to(fmt.torch_dtype)
     else:
         wf = w.float()
-        if not torch.equal(wf, wf.round()) or (w.numel() and (wf.min() < fmt.qmin or wf.max() > fmt.qmax)):
+        if not torch.equal(wf, wf.round()):
             raise ValueError(f"group_size={NO_SCALE} (no scale): {weight_dtype} needs w to hold integers in "
                              f"[{fmt.qmin}, {fmt.qmax}]; {fix}")
-        values = wf.to(torch.int16)
-    q = _format_values(fmt, weight_dtype, values, "w")
-    scales = torch.ones(1, n, dtype=act_dtype, device=w.device)
-    zeros = torch.zeros(1, n, dtype=act_dtype, device=w.device) if fmt.zero_point else None
+        values = wf.to(torch.int32)
+    q = _format_values(fmt, weight_dtype, values, f"w (group_size={NO_SCALE}, no scale)")
+    scales = torch.ones(1, w.shape[0], dtype=act_dtype, device=w.device)
+    zeros = fmt.zero_term(torch.zeros_like(scales), scales) if fmt.zero_point else None
     return q, scales, zeros
 
 

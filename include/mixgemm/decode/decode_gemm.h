@@ -101,42 +101,6 @@ constexpr int kMaxCounters = 16384;
 constexpr size_t kCounterBytes = ::mixgemm::detail::kSharedCounterBytes;  // 64 KB; partials start here
 static_assert(kMaxCounters * sizeof(int) <= kCounterBytes, "counters fit the shared counter region");
 
-// Weight formats (the kernel's kWeight): 4- and 8-bit integers (signedness from kZero) and 8-bit
-// floats.
-constexpr int kInt4 = 4, kInt8 = 8, kE4M3 = 0x43, kE5M2 = 0x52;
-constexpr int weight_bits(int kind) { return kind == kInt4 ? 4 : 8; }
-
-// Group scale after the mma ("post-scale", 4-bit weights): the mma multiplies x by the nibbles as
-// one LOP3 leaves them, placed in the top four mantissa bits of 1.0: v = 1 + (q + b) / 16 with
-// b = 8 for s4 (the XOR of the nibble's sign bit) and 0 for u4, exact in 16 bits; these go into
-// chunk accumulators P, and a second mma with an all-ones A operand gives X = the chunk's sum of x
-// per token. A chunk lies inside one scale group, so
-//   sum_k (q s + z) x = (16 s) P + (z - (16 + b) s) X,
-// applied in fp32 once per chunk and row (two FMAs per accumulator). Per 16x16 weight atom and lane
-// this leaves 4 SHF + 4 LOP3 + 1 HMMA (plus 1 / kRowAtoms HMMA for X), where scaling in 16 bits
-// before the mma takes 3 SHF + 4 LOP3 + 4 HADD2 + 4 HMUL2 + 1 HMMA, and the dependency chain per
-// atom is two instructions shorter. Numerics: the weight q s + z enters exactly (fp32), not rounded
-// to 16 bits first (a one-hot x still yields round(q s + z) bit for bit, dequantize()'s value); the
-// X term it cancels is about 5x the signal (s4: 1.5 X against sum q x / 16 for random data), so
-// fp32 accumulation keeps about 21 bits. P and X cost kRowAtoms * kTokens / 2 + kTokens / 2
-// registers per thread.
-// An experiment, off by default: it breaks the contract that the kernels multiply by exactly what
-// dequantize() returns (the weight rounded once to 16 bits), by about one output ulp for general x.
-// MIXGEMM_DECODE_POST_SCALE=1 builds r2_t8 this way; the decode probe checks it against an
-// exact-weight reference. Measured on the H100 (tools/decode_probe --b2b: CUDA graph, rotating
-// weights, bf16 x s4 g128, M = 1): r2_t8 0-10% faster on 10 shapes (6144x4096 9.21 -> 8.30 us,
-// 57344x8192 103.8 -> 100.9 us), none slower. Not r1: the X mma doubles its mma count; r1_t8 came
-// out 0-6% slower (r1_t16 6-8% faster on small layers, 2-3% slower on large ones). Not r4_t8 or
-// r2_t16: P does not fit beside their 8-atom chunks (spills), and 4-atom chunks lost more than the
-// scaling saved.
-#ifndef MIXGEMM_DECODE_POST_SCALE
-#define MIXGEMM_DECODE_POST_SCALE 0
-#endif
-template <int kWeight, int kRowAtoms, int kTokens>
-constexpr bool post_scale() {
-  return MIXGEMM_DECODE_POST_SCALE != 0 && kWeight == kInt4 && kRowAtoms == 2 && kTokens == 8;
-}
-
 // k atoms (16 k each) per pipeline chunk: a warp keeps up to two chunks of kChunk * kRowAtoms weight
 // words in flight. 8 and 16 tokens: 1 KB per chunk for kRowAtoms 1, 2 KB for 2; for 4, 4 KB (s4,
 // 8 tokens) or 2 KB (u4 or 16 tokens: 8 atoms would spill there; 128 registers is the cap for 2 CTAs
@@ -152,6 +116,11 @@ constexpr int chunk_atoms() {
   if constexpr (kTokens == 32) return 4;
   return kRowAtoms == 4 && (kTokens == 16 || kZero) ? 4 : 8;
 }
+
+// Weight formats (the kernel's kWeight): 4- and 8-bit integers (signedness from kZero) and 8-bit
+// floats.
+constexpr int kInt4 = 4, kInt8 = 8, kE4M3 = 0x43, kE5M2 = 0x52;
+constexpr int weight_bits(int kind) { return kind == kInt4 ? 4 : 8; }
 
 // One lane's share of a 16x16 weight atom: 8 values, one 32-bit word of 4-bit ones or two of 8-bit
 // ones. An atom is 32 of them (lane t's at index t), in both widths.
@@ -179,9 +148,6 @@ struct ActTraits<__nv_bfloat16> {
   // 0x4300 is bf16 128.0 (exponent 2^7, 7 mantissa bits): OR-ing a nibble v into the mantissa gives
   // exactly 128 + v.
   static constexpr uint32_t kMagic = 0x43004300u;
-  static constexpr uint32_t kOnes = 0x3F803F80u;  // 1.0 in both halves
-  // Post-scale: a nibble at mantissa bits 3..6 (the top four of seven) adds nibble / 16 to 1.0.
-  static constexpr int kTopNibbleBit = 3;
   static constexpr int kDtype = MIXGEMM_DTYPE_BF16;
   static constexpr const char* kName = "bf16";
 };
@@ -191,8 +157,6 @@ struct ActTraits<__half> {
   using Vec2 = __half2;
   // 0x6400 is fp16 1024.0 (exponent 2^10, 10 mantissa bits): OR-ing v gives exactly 1024 + v.
   static constexpr uint32_t kMagic = 0x64006400u;
-  static constexpr uint32_t kOnes = 0x3C003C00u;
-  static constexpr int kTopNibbleBit = 6;  // mantissa bits 6..9 of ten
   static constexpr int kDtype = MIXGEMM_DTYPE_F16;
   static constexpr const char* kName = "f16";
 };
@@ -227,13 +191,7 @@ struct Params {
 // Device helpers
 // ------------------------------------------------------------------------------------------------
 
-template <class T>
-__device__ __forceinline__ T bits_as(uint32_t u) {
-  T t;
-  static_assert(sizeof(T) == 4, "32-bit pair expected");
-  __builtin_memcpy(&t, &u, 4);
-  return t;
-}
+using ::mixgemm::convert::from_bits;  // the bits of a 32-bit pair as T
 
 template <class T>
 __device__ __forceinline__ uint32_t as_bits(T t) {
@@ -244,10 +202,10 @@ __device__ __forceinline__ uint32_t as_bits(T t) {
 
 // The 16-bit value in the low half, in both halves.
 __device__ __forceinline__ __half2 bcast_lo(uint32_t raw, __half2*) {
-  return __low2half2(bits_as<__half2>(raw));
+  return __low2half2(from_bits<__half2>(raw));
 }
 __device__ __forceinline__ __nv_bfloat162 bcast_lo(uint32_t raw, __nv_bfloat162*) {
-  return __low2bfloat162(bits_as<__nv_bfloat162>(raw));
+  return __low2bfloat162(from_bits<__nv_bfloat162>(raw));
 }
 
 // L2 policy for the weight stream: read once, so evict it first (keeps x and partials in L2).
@@ -412,46 +370,18 @@ __device__ __forceinline__ uint32_t scaled(typename ActTraits<Act>::Vec2 q, type
   return as_bits(__hmul2(q, s));
 }
 
-// Post-scale (see post_scale): lane t's weight word -> its four A registers as v = 1 + (q + b) / 16
-// in 16 bits, no scale. Nibble r sits at bits 4r (low half) and 16 + 4r (high half); one shift
-// moves both to kTopNibbleBit, one LOP3 masks them, sets 1.0's exponent and (s4) flips the nibble's
-// sign bit.
-template <class Act, bool kZero>
-__device__ __forceinline__ void biased_atom(uint32_t w, uint32_t (&a)[4]) {
-  constexpr int kTop = ActTraits<Act>::kTopNibbleBit;
-  constexpr uint32_t kMask = 0x000F000Fu << kTop;
-  constexpr uint32_t kBits = ActTraits<Act>::kOnes | (kZero ? 0u : 0x00080008u << kTop);
-#pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const int shift = 4 * r - kTop;  // compile-time after unrolling
-    a[r] = and_xor(shift >= 0 ? w >> shift : w << -shift, kMask, kBits);
-  }
-}
-// (z - kPostOffset * s) is the X coefficient; kPostScale * s the P coefficient (see post_scale).
-constexpr float kPostScale = 16.f;
-template <bool kZero>
-constexpr float post_offset() {
-  return kZero ? 16.f : 24.f;
-}
-
-// A 16-bit value held in the low half of a register, as fp32 (exact).
-__device__ __forceinline__ float lo16_to_float(uint32_t raw, __nv_bfloat16*) { return __uint_as_float(raw << 16); }
-__device__ __forceinline__ float lo16_to_float(uint32_t raw, __half*) {
-  return __half2float(__ushort_as_half(static_cast<unsigned short>(raw)));
-}
-
 template <class Act, bool kZero, int kWeight>
 __device__ __forceinline__ void dequant_atom(uint32_t w, uint32_t s_lo, uint32_t s_hi, uint32_t z_lo,
                                              uint32_t z_hi, uint32_t (&a)[4]) {
   using V2 = typename ActTraits<Act>::Vec2;
   constexpr uint32_t kBias = ActTraits<Act>::kMagic | (kZero ? 0u : 0x00080008u);
-  const V2 bias = bits_as<V2>(kBias);
+  const V2 bias = from_bits<V2>(kBias);
   const V2 s0 = bcast_lo(s_lo, static_cast<V2*>(nullptr));
   const V2 s1 = bcast_lo(s_hi, static_cast<V2*>(nullptr));
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     const uint32_t v = and_xor(w >> (4 * r), 0x000F000Fu, kBias);
-    const V2 q = __hsub2(bits_as<V2>(v), bias);
+    const V2 q = __hsub2(from_bits<V2>(v), bias);
     a[r] = scaled<Act, kZero>(q, (r & 1) ? s1 : s0, (r & 1) ? z_hi : z_lo);
   }
 }
@@ -671,21 +601,6 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
       z_hi[i] = scale_of(f.z, i, g + 8);
     }
   }
-  constexpr bool kPost = post_scale<kWeight, kRowAtoms, kTiles * 8>();
-  // Post-scale: raw products and the per-token sum of x of this chunk (see post_scale).
-  float P[kPost ? kRowAtoms : 1][kPost ? kTiles : 1][4];
-  float X[kPost ? kTiles : 1][4];
-  if constexpr (kPost) {
-#pragma unroll
-    for (int j = 0; j < kTiles; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) X[j][e] = 0.f;
-#pragma unroll
-      for (int i = 0; i < kRowAtoms; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) P[i][j][e] = 0.f;
-    }
-  }
   auto atom = [&](int u) {
     // b[2j], b[2j+1] = b0, b1 of n8 tile j: x[tok][k0 + 2(t%4) + {0,1}] and x[tok][k0 + 8 + ...].
     // One x4 per 16 tokens (tiles 2q, 2q+1: tokens 16q..16q+15, 16q rows further down the stage),
@@ -698,24 +613,12 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
       for (int q = 0; q < kTiles / 2; ++q)
         ldsm_x4(ldsm_addr + u * 32 + q * 16 * kXRow, b[4 * q], b[4 * q + 1], b[4 * q + 2], b[4 * q + 3]);
     }
-    if constexpr (kPost) {
-      const uint32_t ones[4] = {ActTraits<Act>::kOnes, ActTraits<Act>::kOnes, ActTraits<Act>::kOnes,
-                                ActTraits<Act>::kOnes};
-#pragma unroll
-      for (int j = 0; j < kTiles; ++j) mma16816(X[j], ones, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
-    }
 #pragma unroll
     for (int i = 0; i < kRowAtoms; ++i) {
       uint32_t a[4];
-      if constexpr (kPost) {
-        biased_atom<Act, kZero>(f.w[u][i], a);
+      dequant_atom<Act, kZero, kWeight>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
 #pragma unroll
-        for (int j = 0; j < kTiles; ++j) mma16816(P[i][j], a, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
-      } else {
-        dequant_atom<Act, kZero, kWeight>(f.w[u][i], s_lo[i], s_hi[i], z_lo[i], z_hi[i], a);
-#pragma unroll
-        for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
-      }
+      for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
     }
   };
   if (ch.len == kChunk) {  // the common case: no per-atom test
@@ -725,31 +628,6 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
 #pragma unroll
     for (int u = 0; u < kChunk; ++u)
       if (u < ch.len) atom(u);
-  }
-  if constexpr (kPost) {
-    // acc += (z - off s) X + (16 s) P per row (g: c0, c1; g + 8: c2, c3) and token (2c: c0, c2;
-    // 2c + 1: c1, c3; the X rows are all equal). The X term goes first: with a one-hot x, 16 s P then
-    // lands on z - off s and the one fma gives q s + z exactly. Both coefficients are exact in fp32.
-    constexpr float kOff = post_offset<kZero>();
-#pragma unroll
-    for (int i = 0; i < kRowAtoms; ++i) {
-      const float s_l = lo16_to_float(s_lo[i], static_cast<Act*>(nullptr));
-      const float s_h = lo16_to_float(s_hi[i], static_cast<Act*>(nullptr));
-      float zl = 0.f, zh = 0.f;
-      if constexpr (kZero) {
-        zl = lo16_to_float(z_lo[i], static_cast<Act*>(nullptr));
-        zh = lo16_to_float(z_hi[i], static_cast<Act*>(nullptr));
-      }
-      const float ol = fmaf(-kOff, s_l, zl), oh = fmaf(-kOff, s_h, zh);
-      const float sl = kPostScale * s_l, sh = kPostScale * s_h;
-#pragma unroll
-      for (int j = 0; j < kTiles; ++j) {
-        acc[i][j][0] = fmaf(sl, P[i][j][0], fmaf(ol, X[j][0], acc[i][j][0]));
-        acc[i][j][1] = fmaf(sl, P[i][j][1], fmaf(ol, X[j][1], acc[i][j][1]));
-        acc[i][j][2] = fmaf(sh, P[i][j][2], fmaf(oh, X[j][0], acc[i][j][2]));
-        acc[i][j][3] = fmaf(sh, P[i][j][3], fmaf(oh, X[j][1], acc[i][j][3]));
-      }
-    }
   }
 }
 
@@ -766,7 +644,7 @@ __device__ __forceinline__ float4 with_bias(float4 v, const Act* bias, int n) {
   if (bias == nullptr) return v;
   const uint2 b = __ldg(reinterpret_cast<const uint2*>(bias + n));
   using V2 = typename ActTraits<Act>::Vec2;
-  const float2 lo = to_float2(bits_as<V2>(b.x)), hi = to_float2(bits_as<V2>(b.y));
+  const float2 lo = to_float2(from_bits<V2>(b.x)), hi = to_float2(from_bits<V2>(b.y));
   return make_float4(v.x + lo.x, v.y + lo.y, v.z + hi.x, v.w + hi.y);
 }
 
