@@ -65,9 +65,9 @@ int normalize(const mixgemm_problem* in, mixgemm_problem& out, std::string& err)
       return invalid(err, "problem comes from a newer mixgemm.h and sets fields this library (" MIXGEMM_VERSION
                           ") does not know");
   out.struct_size = sizeof(out);
-  if (out.flags & ~MIXGEMM_FLAG_INPUTS_READY)
+  if (out.flags & ~(MIXGEMM_FLAG_INPUTS_READY | MIXGEMM_FLAG_WEIGHTS_READY))
     return invalid(err, "problem.flags = " + std::to_string(out.flags) + " sets bits this library (" MIXGEMM_VERSION
-                        ") does not know; the known flags: MIXGEMM_FLAG_INPUTS_READY (1)");
+                        ") does not know; the known flags: MIXGEMM_FLAG_INPUTS_READY (1), MIXGEMM_FLAG_WEIGHTS_READY (2)");
   return MIXGEMM_OK;
 }
 

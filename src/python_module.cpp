@@ -95,4 +95,5 @@ PYBIND11_MODULE(_C, m) {
      py::arg("index"), py::arg("base"), py::arg("x"), py::arg("y"), py::arg("m"), py::arg("workspace"),
      py::arg("workspace_bytes"), py::arg("stream"), py::arg("flags") = 0u, py::arg("bias") = 0u);
   m.attr("FLAG_INPUTS_READY") = MIXGEMM_FLAG_INPUTS_READY;
+  m.attr("FLAG_WEIGHTS_READY") = MIXGEMM_FLAG_WEIGHTS_READY;
 }

@@ -12,11 +12,65 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <unistd.h>
 #include <vector>
+
+// -DPROBE_TRACE: thread 0 of every CTA records (time, kernel's y, CTA, SM, point) at the kernel's
+// trace points (see MIXGEMM_DECODE_TRACE in the header) while g_trace is set (--layer only).
+#ifdef PROBE_TRACE
+struct TraceRec {
+  unsigned long long t;  // %globaltimer, ns
+  unsigned int y_lo;     // low 32 bits of the kernel's y pointer: which launch
+  unsigned int tag;      // CTA << 12 | SM << 4 | point
+  unsigned int warp;     // warp of the CTA (points 5 and 6 are recorded by every warp)
+};
+__device__ TraceRec* g_trace = nullptr;
+__device__ unsigned int g_trace_n = 0;
+__device__ unsigned int g_trace_cap = 0;
+// One global atomic per CTA (at entry: a block of kTraceSlots records); then thread 0 writes
+// points 0-4 to slots 0-4, lane 0 of warp w its loop end (point 5) to slot 8 + w * 32 and its
+// chunks (point 6) to the slots after it, at most 31. No other contention, so the timeline is not
+// distorted by the recording.
+constexpr unsigned int kTraceSlots = 8 + 8 * 32;
+__device__ __forceinline__ void probe_trace(int point, const void* y) {
+  __shared__ unsigned int s_base;
+  __shared__ unsigned int s_count[8];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (point >= 5 ? lane != 0 : threadIdx.x != 0) return;
+  TraceRec* buf = g_trace;
+  if (buf == nullptr) return;
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  unsigned int sm;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+  if (point == 0) {
+    *const_cast<volatile unsigned int*>(&s_base) = atomicAdd(&g_trace_n, kTraceSlots);
+    for (int w = 0; w < 8; ++w) const_cast<volatile unsigned int*>(s_count)[w] = 0;
+    __threadfence_block();
+  }
+  const unsigned int base = *const_cast<volatile unsigned int*>(&s_base);
+  unsigned int slot = point;
+  if (point == 5) slot = 8 + warp * 32;
+  if (point == 6) {
+    const unsigned int c = const_cast<volatile unsigned int*>(s_count)[warp];
+    if (c >= 31) return;
+    const_cast<volatile unsigned int*>(s_count)[warp] = c + 1;
+    slot = 8 + warp * 32 + 1 + c;
+  }
+  const unsigned int i = base + slot;
+  if (i < g_trace_cap) {
+    buf[i].t = t;
+    buf[i].y_lo = static_cast<unsigned int>(reinterpret_cast<uintptr_t>(y));
+    buf[i].tag = ((blockIdx.x + blockIdx.y * gridDim.x) << 12) | ((sm & 0xFF) << 4) | point;
+    buf[i].warp = warp;
+  }
+}
+#define MIXGEMM_DECODE_TRACE(point, params) probe_trace(point, (params).y)
+#endif
 
 #include "mixgemm/decode/decode_gemm.h"
 
@@ -296,6 +350,7 @@ struct Options {
   bool verbose = false;
   bool b2b = false;  // only the back-to-back timing
   bool ready = false;  // --ready: b2b launches after the first set MIXGEMM_FLAG_INPUTS_READY (same x)
+  int layer_m = 0;     // --layer M: llama3-8b's seven projections, 8 layers, back to back
   int single_n = 0, single_k = 0, single_m = 0;  // --single N K M VARIANT: one launch (for ncu)
   std::string single_variant;
   double deadline = 300;
@@ -1095,6 +1150,199 @@ static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
   return true;
 }
 
+
+// A decoder layer as a model runs it: llama3-8b's q, k, v, o, gate, up, down (s4 g128 bf16, distinct
+// weights per layer, 8 layers, one x per role and layer: q/k/v share one, gate/up another), one CUDA
+// graph, per-layer time. Flag modes: "none"; "weights" (every launch MIXGEMM_FLAG_WEIGHTS_READY);
+// "model" (as ops.py sets them once every weight was used: WEIGHTS_READY, and INPUTS_READY where
+// the launch reads the x of the launch before: k, v, up); "all" (every launch INPUTS_READY: what
+// the layer would take if no launch waited for its predecessor's output; a bound, not a valid use).
+// Built with -DPROBE_TRACE it also prints each launch's timeline (globaltimer) for layers 2-3.
+static bool layer_timing(const std::vector<Variant>& variants, int m) {
+  struct Proj { const char* name; int n, k, role; int row_atoms; };
+  const Proj proj[] = {{"q", 4096, 4096, 0, 1},   {"k", 1024, 4096, 0, 1},     {"v", 1024, 4096, 0, 1},
+                       {"o", 4096, 4096, 1, 1},   {"gate", 14336, 4096, 2, 2}, {"up", 14336, 4096, 2, 2},
+                       {"down", 4096, 14336, 3, 2}};
+  constexpr int kProj = 7, kLayers = 8;
+  const int tokens = m <= 8 ? 8 : 16;
+  if (m > 16) { std::printf("--layer: M <= 16\n"); return false; }
+  struct Launch { const Variant* v; mixgemm_problem p; int proj, layer; };
+  std::vector<Launch> launches;
+  std::vector<void*> bufs;
+  auto alloc = [&](size_t bytes) { void* p = nullptr; CUDA_CHECK(cudaMalloc(&p, bytes)); bufs.push_back(p); return p; };
+  Workspace ws;
+  ws.bytes = 64u << 20;
+  ws.ptr = alloc(ws.bytes);
+  CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
+  double weight_bytes = 0;
+  for (int l = 0; l < kLayers; ++l) {
+    void* xs[4];
+    for (int r = 0; r < 4; ++r) {
+      const int k = r == 3 ? 14336 : 4096;
+      xs[r] = alloc(static_cast<size_t>(kMaxTok) * k * 2);
+      fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(xs[r]), static_cast<size_t>(kMaxTok) * k, 7u + r + 4 * l, 0);
+    }
+    for (int j = 0; j < kProj; ++j) {
+      const Proj& pr = proj[j];
+      const size_t wb = static_cast<size_t>(pr.n) * pr.k / 2, sb = static_cast<size_t>(pr.k / 128) * pr.n * 2;
+      if (l == 0) weight_bytes += wb + sb;
+      Dataset d;
+      d.n = pr.n; d.k = pr.k; d.group = 128; d.bf16 = true; d.zero = false; d.fmt = kBf16;
+      d.dw = alloc(wb);
+      d.ds = alloc(sb);
+      d.dx = xs[pr.role];
+      d.dy = alloc(static_cast<size_t>(kMaxTok) * pr.n * 2);
+      fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(d.dw), wb / 4, 1234u + 7 * l + j);
+      fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.ds), sb / 2, 99u + 7 * l + j, -7);
+      // PROBE_ROWS="1,1,1,1,2,2,2": row atoms per projection (q, k, v, o, gate, up, down), a plan experiment
+      int rows = pr.row_atoms;
+      if (const char* env = std::getenv("PROBE_ROWS")) {
+        const std::string list = env;
+        if (2 * j < static_cast<int>(list.size())) rows = list[2 * j] - '0';
+      }
+      const std::string name = "decode_bf16xs4_r" + std::to_string(rows) + "_t" + std::to_string(tokens);
+      const char* kv_split = std::getenv("PROBE_SPLIT_KV");  // force split_k on k and v (a plan experiment)
+      const int split = (j == 1 || j == 2) && kv_split ? std::atoi(kv_split) : 0;
+      launches.push_back({&find_variant(variants, name), make_problem(d, m, split, ws), j, l});
+    }
+  }
+  CUDA_CHECK(cudaDeviceSynchronize());
+  cudaStream_t st;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  const int sms = mixgemm::detail::current_sm_count();
+  std::printf("\n== llama3-8b layer, M=%d, %d-token kernels, %.1f MB of weights per layer (floor %.1f us at 3.0 TB/s); PDL=%d\n",
+              m, tokens, weight_bytes / 1e6, weight_bytes / 3.0e6, static_cast<int>(mixgemm::decode::kUsePdl));
+  for (int j = 0; j < kProj; ++j) {
+    const DecodePlan pl = launches[j].v->make_plan(launches[j].p, sms);
+    std::printf("   %-5s %5dx%-5d %s S=%d%s W=%d R=%d grid=%dx%d\n", proj[j].name, proj[j].n, proj[j].k,
+                launches[j].v->name.c_str(), pl.splits, pl.cluster ? "c" : "", pl.warps_k, pl.rows_per_cta, pl.grid_x, pl.splits);
+  }
+  const char* modes[] = {"none", "weights", "model", "all"};
+  std::string err;
+  for (const Launch& L : launches) L.v->run(L.p, st, err);  // opt-in attributes outside the capture
+  CUDA_CHECK(cudaStreamSynchronize(st));
+  for (int mode = 0; mode < 4; ++mode) {
+    auto enqueue = [&](int it) {
+      const Launch& L = launches[it];
+      mixgemm_problem p = L.p;
+      const int role = proj[L.proj].role;
+      const bool same_x = it > 0 && proj[launches[it - 1].proj].role == role;
+      if (mode == 1 || mode == 2) p.flags = MIXGEMM_FLAG_WEIGHTS_READY;
+      if ((mode == 2 && same_x) || (mode == 3 && it > 0)) p.flags = MIXGEMM_FLAG_INPUTS_READY;
+      if (L.v->run(p, st, err) != MIXGEMM_OK) { std::printf("%s\n", err.c_str()); std::_Exit(2); }
+    };
+    const int n = static_cast<int>(launches.size());
+    const double us = graph_us_per_launch(st, e0, e1, n, enqueue) * kProj;
+    std::printf("   flags %-7s: %7.2f us per layer (%.2f TB/s)\n", modes[mode], us, weight_bytes / (us * 1e-6) / 1e12);
+#ifdef PROBE_TRACE
+    if (mode == 3 || mode == 1) continue;
+    const unsigned int cap = 1u << 23;
+    TraceRec* dbuf = static_cast<TraceRec*>(alloc(cap * sizeof(TraceRec)));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int it = 0; it < n; ++it) enqueue(it);
+    CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_CHECK(cudaGraphLaunch(exec, st));  // warm
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    const unsigned int zero = 0;
+    CUDA_CHECK(cudaMemset(dbuf, 0, cap * sizeof(TraceRec)));
+    CUDA_CHECK(cudaMemcpyToSymbol(g_trace_n, &zero, sizeof(zero)));
+    CUDA_CHECK(cudaMemcpyToSymbol(g_trace_cap, &cap, sizeof(cap)));
+    CUDA_CHECK(cudaMemcpyToSymbol(g_trace, &dbuf, sizeof(dbuf)));
+    CUDA_CHECK(cudaGraphLaunch(exec, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    TraceRec* none = nullptr;
+    CUDA_CHECK(cudaMemcpyToSymbol(g_trace, &none, sizeof(none)));
+    unsigned int count = 0;
+    CUDA_CHECK(cudaMemcpyFromSymbol(&count, g_trace_n, sizeof(count)));
+    count = std::min(count, cap);
+    std::vector<TraceRec> recs(count);
+    CUDA_CHECK(cudaMemcpy(recs.data(), dbuf, count * sizeof(TraceRec), cudaMemcpyDeviceToHost));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    // Per launch and point: all CTAs' times.
+    std::vector<std::vector<std::vector<double>>> tp(n, std::vector<std::vector<double>>(7));
+    // Per launch, per (CTA, warp): its chunk-done times, in order.
+    std::vector<std::map<unsigned int, std::vector<double>>> chunks(n);
+    unsigned long long t0 = ~0ull;
+    recs.erase(std::remove_if(recs.begin(), recs.end(), [](const TraceRec& r) { return r.t == 0; }), recs.end());
+    for (const TraceRec& r : recs) t0 = std::min(t0, r.t);
+    for (const TraceRec& r : recs)
+      for (int it = 0; it < n; ++it)
+        if (static_cast<unsigned int>(reinterpret_cast<uintptr_t>(launches[it].p.y)) == r.y_lo) {
+          tp[it][r.tag & 0xF].push_back((r.t - t0) * 1e-3);
+          if ((r.tag & 0xF) == 6) chunks[it][(r.tag >> 12) * 8 + r.warp].push_back((r.t - t0) * 1e-3);
+          break;
+        }
+    auto q = [](std::vector<double> v, double f) {
+      if (v.empty()) return -1.0;
+      std::sort(v.begin(), v.end());
+      return v[std::min(v.size() - 1, static_cast<size_t>(f * (v.size() - 1) + 0.5))];
+    };
+    std::printf("   timeline (flags %s), us from layer 2's first CTA; per launch: CTAs; entry min/max; past wait min/med/max;"
+                " loop done med/max; exit max; [exit - previous exit]\n", modes[mode]);
+    const double base = q(tp[2 * kProj][0], 0);
+    double prev_exit = q(tp[2 * kProj - 1][4], 1);
+    for (int it = 2 * kProj; it < 4 * kProj; ++it) {
+      const auto& t = tp[it];
+      const double ex = q(t[4], 1);
+      std::printf("   %-5s %4zu | %7.2f %7.2f | %7.2f %7.2f %7.2f | %7.2f %7.2f | %7.2f [%6.2f]\n", proj[launches[it].proj].name,
+                  t[0].size(), q(t[0], 0) - base, q(t[0], 1) - base, q(t[1], 0) - base, q(t[1], .5) - base, q(t[1], 1) - base,
+                  q(t[2], .5) - base, q(t[2], 1) - base, ex - base, ex - prev_exit);
+      prev_exit = ex;
+    }
+    // Over layers 1..6: per projection, the median of each launch's [exit - previous exit], of
+    // [first wait release - previous exit] and of [exit - first wait release].
+    std::printf("   per projection, median over layers 1-6: exit - previous exit | first past-wait - previous exit | exit - first past-wait | loop-done spread (max - med)\n");
+    for (int j = 0; j < kProj; ++j) {
+      std::vector<double> a, b, c, d;
+      for (int l = 1; l < kLayers - 1; ++l) {
+        const int it = l * kProj + j;
+        const double pe = q(tp[it - 1][4], 1), ex = q(tp[it][4], 1), w = q(tp[it][1], 0);
+        a.push_back(ex - pe);
+        b.push_back(w - pe);
+        c.push_back(ex - w);
+        d.push_back(q(tp[it][2], 1) - q(tp[it][2], .5));
+      }
+      std::printf("   %-5s %7.2f | %7.2f | %7.2f | %7.2f\n", proj[j].name, q(a, .5), q(b, .5), q(c, .5), q(d, .5));
+    }
+    // Per warp (layers 1..6 pooled): first chunk done - first wait release of its launch; time
+    // between its chunks; its loop done - launch's first wait release; exit max - loop done (all warps).
+    std::printf("   per warp, layers 1-6 pooled (p10/p50/p90/max): first chunk done after the first wait release | between chunks | loop done after the first wait release | exit max - loop done\n");
+    for (int j = 0; j < kProj; ++j) {
+      std::vector<double> first, step, done, tail;
+      for (int l = 1; l < kLayers - 1; ++l) {
+        const int it = l * kProj + j;
+        const double w = q(tp[it][1], 0), ex = q(tp[it][4], 1);
+        for (const auto& kv : chunks[it]) {
+          std::vector<double> c = kv.second;
+          std::sort(c.begin(), c.end());
+          first.push_back(c[0] - w);
+          for (size_t i = 1; i < c.size(); ++i) step.push_back(c[i] - c[i - 1]);
+        }
+        for (double t : tp[it][5]) { done.push_back(t - w); tail.push_back(ex - t); }
+      }
+      auto four = [&](const std::vector<double>& v) {
+        std::printf(" %5.2f %5.2f %5.2f %5.2f |", q(v, .1), q(v, .5), q(v, .9), q(v, 1));
+      };
+      std::printf("   %-5s", proj[j].name);
+      four(first); four(step); four(done); four(tail);
+      std::printf("\n");
+    }
+#endif
+  }
+  cudaStreamDestroy(st);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  for (void* b : bufs) cudaFree(b);
+  return true;
+}
+
 int main(int argc, char** argv) {
   Options opt;
   for (int i = 1; i < argc; ++i) {
@@ -1104,6 +1352,7 @@ int main(int argc, char** argv) {
     else if (a == "--verbose") opt.verbose = true;
     else if (a == "--b2b") opt.b2b = true;
     else if (a == "--ready") opt.ready = true;
+    else if (a == "--layer" && i + 1 < argc) opt.layer_m = std::atoi(argv[++i]);
     else if (a == "--single" && i + 4 < argc) {
       opt.single_n = std::atoi(argv[++i]);
       opt.single_k = std::atoi(argv[++i]);
@@ -1112,7 +1361,7 @@ int main(int argc, char** argv) {
     }
     else if (a == "--deadline" && i + 1 < argc) opt.deadline = std::atof(argv[++i]);
     else {
-      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--b2b [--ready]] [--single N K M VARIANT] [--deadline SECONDS]\n", argv[0]);
+      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--b2b [--ready]] [--layer M] [--single N K M VARIANT] [--deadline SECONDS]\n", argv[0]);
       return 2;
     }
   }
@@ -1153,6 +1402,11 @@ int main(int argc, char** argv) {
     std::printf("single: %s n=%d k=%d m=%d done\n", v.name.c_str(), d.n, d.k, opt.single_m);
     g_done = true;
     return 0;
+  }
+  if (opt.layer_m > 0) {
+    ok = layer_timing(variants, opt.layer_m);
+    g_done = true;
+    return ok ? 0 : 1;
   }
   if (opt.b2b) {
     ok = b2b_timing(variants, opt.ready);

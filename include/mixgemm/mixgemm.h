@@ -54,12 +54,20 @@ typedef struct mixgemm_problem {
   uint32_t flags;          // version 3: MIXGEMM_FLAG_* bits, 0 for none
 } mixgemm_problem;
 
-// flags: the caller promises that x, w, scales and zeros were all written by kernels that have
-// completed before the kernel launched just before this one in `stream` began (in practice: the
-// previous launch in the stream was a mixgemm kernel reading the same x). Kernels that use
-// programmatic dependent launch may then read them, and compute, while that previous kernel still
-// runs; they still wait for it to complete before they write y or the workspace. Others ignore it.
+// flags: promises about the inputs that let kernels using programmatic dependent launch (PDL) read
+// them while the kernel launched just before this one in `stream` still runs. They still wait for
+// that kernel to complete before they write y or the workspace. Kernels without PDL ignore them.
+//
+// MIXGEMM_FLAG_WEIGHTS_READY: w, scales and zeros have not been written since an earlier mixgemm
+// launch in the same stream read them (in practice: the weight was used before and is read-only).
+// Why that suffices: that earlier launch read them only after the work that wrote them had
+// completed, and every later kernel of the stream starts after that point.
+//
+// MIXGEMM_FLAG_INPUTS_READY: the above, and x was written by work that completed before the kernel
+// launched just before this one began (in practice: the previous launch in the stream was a mixgemm
+// kernel reading the same, unmodified x). Kernels may then also read x and compute early.
 #define MIXGEMM_FLAG_INPUTS_READY 1u
+#define MIXGEMM_FLAG_WEIGHTS_READY 2u
 
 static inline void mixgemm_problem_init(mixgemm_problem* p) {
   std::memset(p, 0, sizeof(*p));

@@ -6,6 +6,7 @@ picks the kernel (unless forced) with the real M and launches on the current CUD
 from __future__ import annotations
 
 import os
+import weakref
 from typing import NamedTuple, Optional
 
 import torch
@@ -75,37 +76,82 @@ def _prepare(index: int, data: torch.Tensor, scales: torch.Tensor, zeros: Option
     return _Launch(index, base, ws_bytes)
 
 
-# NOTE(inputs ready): the x of the last decode-sized launch per (device, stream), held (so its
-# memory cannot be reused while tracked: at most 64 rows) with its version counter. A launch whose
-# x is that tensor (or a view of it), unmodified since (torch bumps the version counter of every
-# in-place write), tells the kernel so (MIXGEMM_FLAG_INPUTS_READY): that x was complete before the
-# previous launch began, so a kernel that overlaps the previous one (programmatic dependent launch)
-# may read it early; q/k/v and gate/up projections of one x then overlap. MIXGEMM_INPUTS_READY=0
-# turns this off (writes to x that bypass torch, through a raw pointer between two launches that
-# read it, are the case it cannot see).
+# NOTE(inputs ready): two promises let a kernel that overlaps the launch before it (programmatic
+# dependent launch) read its inputs early; both rest on torch's version counters, which every
+# in-place write through torch bumps.
+# - Weights (MIXGEMM_FLAG_WEIGHTS_READY): w, scales and zeros unmodified since an earlier launch on
+#   this stream read them. That launch read them only after whatever wrote them had completed, and
+#   every later kernel of the stream starts after that, so a later launch may read them early.
+#   While a CUDA graph is captured, unmodified since any earlier launch (any stream) is enough: a
+#   writer enqueued before the capture began has completed before the graph's first kernel starts
+#   (a graph launch waits for the work before it), and a write captured into the graph bumps the
+#   version. Recorded per weight under a weak reference: a dead weight drops its entry, so a new
+#   tensor at the same address never inherits it.
+# - x (MIXGEMM_FLAG_INPUTS_READY, only with ready weights): the x of the last decode-sized launch per
+#   (device, stream) is held (so its memory cannot be reused while tracked: at most 64 rows) with its
+#   version counter. A launch whose x is that tensor (or a view of it), unmodified since, knows that
+#   x was complete before the previous launch began; q/k/v and gate/up projections of one x overlap.
+# MIXGEMM_INPUTS_READY=0 turns both off. Writes that bypass torch (a raw pointer) between two
+# launches are what this cannot see; inference tensors keep no version counter and are never flagged.
 _last_x: dict[tuple[int, int], tuple[torch.Tensor, tuple]] = {}  # (x, (address, version, shape))
+_seen_weights: dict[tuple[int, int], list] = {}  # (device, w address) -> [weakref(w), versions, streams]
 _INPUTS_READY = os.environ.get("MIXGEMM_INPUTS_READY", "1") != "0"
 _TRACK_MAX_ROWS = 64
 
 
-def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, bias: Optional[torch.Tensor] = None) -> None:
+def _forget_weight(key: tuple[int, int]) -> None:
+    _seen_weights.pop(key, None)
+
+
+def _weights_ready(device: int, stream: int, weights: tuple) -> bool:
+    """True when this weight (data, scales, zeros) was read by an earlier launch on this stream (or
+    on any stream, while a graph is captured) and none of its tensors changed since; records this
+    launch either way."""
+    data, scales, zeros = weights
+    if data.is_inference() or scales.is_inference() or (zeros is not None and zeros.is_inference()):
+        return False
+    versions = (data._version, scales._version, zeros._version if zeros is not None else -1,
+                scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0)
+    key = (device, data.data_ptr())
+    seen = _seen_weights.get(key)
+    if seen is not None and seen[1] == versions and seen[0]() is data:
+        if stream in seen[2]:
+            return True
+        if torch.cuda.is_current_stream_capturing():
+            return True
+        seen[2].add(stream)
+        return False
+    # a captured launch runs only when the graph does: it does not order this stream's later work
+    streams = set() if torch.cuda.is_current_stream_capturing() else {stream}
+    _seen_weights[key] = [weakref.ref(data, lambda _ref, key=key: _forget_weight(key)), versions, streams]
+    return False
+
+
+def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, bias: Optional[torch.Tensor] = None,
+         weights: Optional[tuple] = None) -> None:
     if device != _current_device():
         with torch.cuda.device(device):
-            return _run(plan, x, out, device, bias)
+            return _run(plan, x, out, device, bias, weights)
     lib = _lib.load()
     stream = _raw_stream(device)
     ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
     x_ptr = x.data_ptr()
     flags = 0
-    if _INPUTS_READY and not x.is_inference():  # inference tensors keep no version counter
-        token = (x_ptr, x._version, x.shape)
-        prev = _last_x.get((device, stream))
-        if prev is not None and prev[1] == token:
-            flags = lib.FLAG_INPUTS_READY
-        if x.shape[0] <= _TRACK_MAX_ROWS:
-            _last_x[(device, stream)] = (x, token)
-        elif prev is not None:
-            del _last_x[(device, stream)]
+    if _INPUTS_READY and weights is not None and _weights_ready(device, stream, weights):
+        flags = lib.FLAG_WEIGHTS_READY
+        if not x.is_inference():  # inference tensors keep no version counter
+            token = (x_ptr, x._version, x.shape)
+            prev = _last_x.get((device, stream))
+            if prev is not None and prev[1] == token:
+                flags |= lib.FLAG_INPUTS_READY
+            if x.shape[0] <= _TRACK_MAX_ROWS:
+                _last_x[(device, stream)] = (x, token)
+            elif prev is not None:
+                del _last_x[(device, stream)]
+    elif _INPUTS_READY and not x.is_inference() and x.shape[0] <= _TRACK_MAX_ROWS:
+        _last_x[(device, stream)] = (x, (x_ptr, x._version, x.shape))
+    else:
+        _last_x.pop((device, stream), None)
     lib.run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags,
             bias.data_ptr() if bias is not None else 0)
 
@@ -117,7 +163,8 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     added in the kernel."""
     m, k = x.shape
     device = x.device.index
-    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device, bias)
+    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device, bias,
+         (data, scales, zeros))
 
 
 def autotune_enabled() -> bool:
@@ -149,7 +196,8 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     with torch.cuda.device(device):
         for name in cands:
             plan = _prepare(by_name[name].index, data, scales, zeros, m, n, k, group_size, 0, device)
-            times[name] = event_us(lambda plan=plan: _run(plan, x, out, device), reps=7, before=flush.zero_)
+            times[name] = event_us(lambda plan=plan: _run(plan, x, out, device, weights=(data, scales, zeros)), reps=7,
+                                   before=flush.zero_)
     best = min(times, key=lambda nm: dispatch.rank_key(by_name[nm].spec, times[nm], cap))
     akey = dispatch.autotune_key(key, m, n, k, group_size, device, deterministic)
     dispatch.record_autotuned(akey, best, round(times[best], 2))
@@ -182,7 +230,7 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
         if keep:
             _launches[lkey] = plan
     out = torch.empty((m, n), dtype=x.dtype, device=device)
-    _run(plan, x, out, device.index, bias)
+    _run(plan, x, out, device.index, bias, (data, scales, zeros))
     return out
 
 

@@ -294,10 +294,12 @@ def test_weight_on_the_wrong_device_and_deterministic_flag():
 
 
 def test_projections_of_one_x_read_it_early_and_stay_correct(monkeypatch):
-    """q, k, v and gate, up of one x: every launch after the first tells the kernel that x is ready
-    (MIXGEMM_FLAG_INPUTS_READY), so decode kernels read it while the previous one finishes. Results
-    match the reference eagerly, after x changes in place, and in a replayed CUDA graph whose input
-    is refilled between replays."""
+    """q, k, v and gate, up of one x: once a weight was read by an earlier launch on the stream, its
+    launches say so (MIXGEMM_FLAG_WEIGHTS_READY, 2), and every launch after the first of one x also
+    says that x is ready (MIXGEMM_FLAG_INPUTS_READY, 1), so decode kernels read them while the
+    previous kernel finishes. Results match the reference eagerly, after x or a weight changes in
+    place (its flag drops for one launch), and in a replayed CUDA graph whose input is refilled
+    between replays."""
     weights = [make(n, 2048, "s4", "bf16", seed=i) for i, n in enumerate((2048, 512, 512, 4096, 4096))]
     lib = mixgemm.ops._lib.load()
     flags = []
@@ -313,30 +315,39 @@ def test_projections_of_one_x_read_it_early_and_stay_correct(monkeypatch):
     monkeypatch.setattr(mixgemm.ops._lib, "load", lambda: Recorder())
     monkeypatch.setenv("MIXGEMM_AUTOTUNE", "0")  # its timing launches would interleave here
     mixgemm.ops._last_x.clear()
+    mixgemm.ops._seen_weights.clear()
+    w, both = lib.FLAG_WEIGHTS_READY, lib.FLAG_WEIGHTS_READY | lib.FLAG_INPUTS_READY
     for m in (1, 16):
         x = torch.randn(m, 2048, device="cuda", dtype=torch.bfloat16)
         flags.clear()
         for pw in weights:
             assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), f"M={m}")
-        assert flags == [0, 1, 1, 1, 1], flags
-        x.mul_(-0.5)  # in place: the version counter changes, so the next launch waits again
+        assert flags == ([0] * 5 if m == 1 else [w] + [both] * 4), flags  # first use of each weight: no flag
+        x.mul_(-0.5)  # in place: the version counter changes, so the next launch waits for x again
         flags.clear()
         for pw in weights:
             assert_close_to_reference(mixgemm.gemm(x.view(m, 2048), pw), reference(x, pw), f"M={m} after mul_")
-        assert flags == [0, 1, 1, 1, 1], flags
-        with torch.inference_mode():  # no version counter: never flagged
+        assert flags == [w] + [both] * 4, flags
+        weights[2].scales.mul_(2.0)  # a weight changed in place: its next launch waits for everything
+        flags.clear()
+        for pw in weights:
+            assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), f"M={m} after scales.mul_")
+        assert flags == [both, both, 0, both, both], flags
+        with torch.inference_mode():  # no version counter: x never flagged (the weights still are)
             xi = torch.randn(m, 2048, device="cuda", dtype=torch.bfloat16)
             flags.clear()
             for pw in weights[:2]:
                 assert_close_to_reference(mixgemm.gemm(xi, pw), reference(xi, pw), f"M={m} inference")
-            assert flags == [0, 0], flags
+            assert flags == [w, w], flags
         static = torch.randn(m, 2048, device="cuda", dtype=torch.bfloat16)
         for pw in weights:
             mixgemm.gemm(static, pw)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        flags.clear()
+        with torch.cuda.graph(graph):  # another stream: weights used before count as ready there too
             ys = [mixgemm.gemm(static, pw) for pw in weights]
+        assert flags == [w] + [both] * 4, flags
         for trial in range(3):
             static.copy_(torch.randn_like(static))
             graph.replay()

@@ -29,10 +29,15 @@
 // Programmatic Dependent Launch (sm_90, MIXGEMM_DECODE_PDL): the kernel may start while the previous
 // kernel in the stream finishes. By default it reads and writes no global memory before
 // griddepcontrol.wait, so any previous kernel may have written any of its inputs, and it lets the
-// next kernel launch right after that wait. With MIXGEMM_FLAG_INPUTS_READY (the caller's promise
-// that the inputs were complete before the previous kernel began) it lets the next kernel launch at
-// once, reads and computes everything, and waits only before its first global write: independent
-// projections of one activation (q, k, v; gate, up) then overlap where SM slots are free.
+// next kernel launch right after that wait. With MIXGEMM_FLAG_WEIGHTS_READY (the caller's promise
+// that the weight has not been written since an earlier launch read it) it loads its first two
+// chunks of weights and scales before that wait: a CTA that starts while the previous kernel's
+// last CTAs still run has its weights in flight when the wait returns (llama3-8b's projections at
+// M = 1 under a graph: 72.5 -> 63.7 us per layer, with the L2 prefetch off). With
+// MIXGEMM_FLAG_INPUTS_READY (also x complete before the previous kernel began) it lets the next
+// kernel launch at once, reads and computes everything, and waits only before its first global
+// write: independent projections of one activation (q, k, v; gate, up) then overlap where SM slots
+// are free.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -58,6 +63,13 @@
 namespace mixgemm::decode {
 
 constexpr bool kUsePdl = MIXGEMM_DECODE_PDL != 0;
+
+// Timeline hook for tools/decode_probe.cu --layer: a statement run by every thread at a few points
+// of the kernel (0 entry, 1 past the PDL wait, 2 main loop done, 3 cleared to write, 4 exit; per
+// warp: 5 main loop done, 6 a chunk computed), nothing unless the includer defines it.
+#ifndef MIXGEMM_DECODE_TRACE
+#define MIXGEMM_DECODE_TRACE(point, params)
+#endif
 
 namespace impl {
 
@@ -183,6 +195,7 @@ struct Params {
   int splits;           // S: CTAs along K (gridDim.y)
   int prefetch_atoms;   // k atoms of its slice each warp prefetches into L2 before the PDL wait
   int inputs_ready;     // 1: MIXGEMM_FLAG_INPUTS_READY (read before the PDL wait; see the top)
+  int weights_ready;    // 1: MIXGEMM_FLAG_WEIGHTS_READY (or INPUTS_READY): w, scales, zeros read before the PDL wait
   int cluster;          // 1: the S CTAs of a row tile are one thread-block cluster and reduce
                         // through distributed shared memory (sm_90; no workspace)
 };
@@ -681,6 +694,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   // us had completed when we began, so a successor that reads early (the same x, see the top) reads
   // complete data. (It launches only once every CTA of ours has started, so it never takes a slot
   // one of ours still needs.)
+  MIXGEMM_DECODE_TRACE(0, p);
   if (p.inputs_ready) grid_dependency_launch_dependents();
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -743,17 +757,25 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
     ChunkRegs<kZero, kRowAtoms, kChunk, WWord> fa, fb;
     Chunk ca = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);
     Chunk cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
-    // NOTE(PDL): without ready inputs nothing is loaded before the previous kernel has completed (it
+    // NOTE(PDL): without a ready flag nothing is loaded before the previous kernel has completed (it
     // may have written any of our inputs: quantize, or a user editing scales in place right before
-    // this launch); only L2 prefetches go first, and they cannot return stale data. The next kernel
-    // may launch once that wait has returned (whatever it reads early was complete by then).
+    // this launch); only L2 prefetches (off by default) may go first, and they cannot return stale
+    // data. The next kernel may launch once that wait has returned (whatever it reads early was
+    // complete by then). Ready weights are loaded first; ready x too (see the top).
+    if (p.weights_ready) {
+      if (ca.len > 0) load_chunk(fa, ca, cx, p);
+      if (cb.len > 0) load_chunk(fb, cb, cx, p);
+    }
     if (!p.inputs_ready) {
       if (rb < p.nb) prefetch_slice<kZero, kRowAtoms, 32 * sizeof(WWord)>(rb, a_begin, a_end, p);
       grid_dependency_wait();
       grid_dependency_launch_dependents();
     }
-    if (ca.len > 0) load_chunk(fa, ca, cx, p);
-    if (cb.len > 0) load_chunk(fb, cb, cx, p);
+    MIXGEMM_DECODE_TRACE(1, p);
+    if (!p.weights_ready) {
+      if (ca.len > 0) load_chunk(fa, ca, cx, p);
+      if (cb.len > 0) load_chunk(fb, cb, cx, p);
+    }
     copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
     cp_async_commit();
     copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, p);
@@ -762,6 +784,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       cp_async_wait<1>();
       __syncwarp();  // every lane's copies of this stage are visible to the whole warp
       compute_chunk<Act, kZero, kWeight>(acc, fa, ca, cx.ldsm_addr[0]);
+      MIXGEMM_DECODE_TRACE(6, p);
       if (cb.len == 0) break;
       ca = next_chunk<kChunk>(cb, a_end, p.group_atoms);
       __syncwarp();  // the whole warp is done reading stage 0 before it is refilled
@@ -773,6 +796,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       cp_async_wait<1>();
       __syncwarp();
       compute_chunk<Act, kZero, kWeight>(acc, fb, cb, cx.ldsm_addr[1]);
+      MIXGEMM_DECODE_TRACE(6, p);
       if (ca.len == 0) break;
       cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
       __syncwarp();
@@ -785,7 +809,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
   }
   // Ready inputs: every write (partials, counters, y) waits for the previous kernel, which may
   // still read or write the workspace, or y's memory before the allocator handed it to us.
+  MIXGEMM_DECODE_TRACE(2, p);
+  MIXGEMM_DECODE_TRACE(5, p);
   if (p.inputs_ready) grid_dependency_wait();
+  MIXGEMM_DECODE_TRACE(3, p);
   cp_async_wait<0>();  // nothing may still land in the x stages ...
   __syncthreads();     // ... and no warp may still read them: the reduction reuses the bytes
 
@@ -834,6 +861,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       if (n >= p.n) continue;
       store4(y + static_cast<size_t>(m) * p.n + n, with_bias(cta_sum(m, v4), bias, n));
     }
+    MIXGEMM_DECODE_TRACE(4, p);
     return;
   }
 
@@ -869,6 +897,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
       for (int s = 1; s < p.splits; ++s) v = add4(v, recv4[((s - 1) * part_floats + m * rows_cta) / 4 + v4]);
       store4(y + static_cast<size_t>(m) * p.n + n, with_bias(v, bias, n));
     }
+    MIXGEMM_DECODE_TRACE(4, p);
     return;
   }
 
@@ -900,6 +929,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, k
     store4(y + static_cast<size_t>(m) * p.n + n, with_bias(v, bias, n));
   }
   if (tid == 0) atomicExch(p.counters + blockIdx.x, 0);  // ready for the next launch
+  MIXGEMM_DECODE_TRACE(4, p);
 }
 
 }  // namespace impl
@@ -921,7 +951,9 @@ struct DecodePlan {
 // read once per process (for measurements).
 // MIXGEMM_DECODE_CLUSTER (largest S reduced through a cluster, 0 or 1 = never) likewise.
 struct OverlapKnobs {
-  int prefetch_bytes_per_warp = 8192;  // 16 warps x 132 SMs x 8 KB = 17 MB: a third of H100's L2
+  // Off: on llama3-8b's projections under a graph (M = 1) 8 KB per warp cost 1.5 us per layer without
+  // ready weights and 2.6 us with them (loading the first chunks directly is better than both).
+  int prefetch_bytes_per_warp = 0;
   int cluster_max_splits = 8;          // the portable cluster size
   static const OverlapKnobs& get() {
     static const OverlapKnobs knobs = [] {
@@ -1227,6 +1259,7 @@ struct DecodeGemm {
     kp.splits = plan.splits;
     kp.prefetch_atoms = plan.prefetch_atoms;
     kp.inputs_ready = (p.flags & MIXGEMM_FLAG_INPUTS_READY) && kUsePdl ? 1 : 0;
+    kp.weights_ready = (p.flags & (MIXGEMM_FLAG_INPUTS_READY | MIXGEMM_FLAG_WEIGHTS_READY)) && kUsePdl ? 1 : 0;
     kp.counters = nullptr;
     kp.partials = nullptr;
     kp.cluster = plan.cluster ? 1 : 0;
