@@ -67,3 +67,10 @@ def test_cpp_check_refuses_fields_the_kernel_does_not_take(name):
     p.x = ALIGNED + 2
     status, msg = lib.check(index, p)
     assert status == INVALID_ARGUMENT and "x" in msg
+    p = problem(lib, spec, 1, 4096, 4096, 128)
+    p.flags = lib.FLAG_INPUTS_READY | lib.FLAG_WEIGHTS_READY  # known promises: accepted by every kernel
+    status, msg = lib.check(index, p)
+    assert status != INVALID_ARGUMENT, msg
+    p.flags = 4
+    status, msg = lib.check(index, p)
+    assert status == INVALID_ARGUMENT and "flags" in msg and "MIXGEMM_FLAG_WEIGHTS_READY" in msg
