@@ -1000,16 +1000,22 @@ static bool timing(const std::vector<Variant>& variants) {
   return true;
 }
 
+// Captures `launches` calls of `enqueue(i)` on `st` into one instantiated CUDA graph.
+template <class F>
+static void capture_graph(cudaStream_t st, int launches, F&& enqueue, cudaGraph_t& graph, cudaGraphExec_t& exec) {
+  CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  for (int it = 0; it < launches; ++it) enqueue(it);
+  CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+}
+
 // Captures `launches` calls of `enqueue(i)` on `st` into one CUDA graph, replays it 6 times and
 // returns the median of the last 5 replays' time per launch (us).
 template <class F>
 static double graph_us_per_launch(cudaStream_t st, cudaEvent_t e0, cudaEvent_t e1, int launches, F&& enqueue) {
   cudaGraph_t graph;
   cudaGraphExec_t exec;
-  CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-  for (int it = 0; it < launches; ++it) enqueue(it);
-  CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  capture_graph(st, launches, enqueue, graph, exec);
   std::vector<double> per;
   for (int rep = 0; rep < 6; ++rep) {
     CUDA_CHECK(cudaEventRecord(e0, st));
@@ -1243,10 +1249,7 @@ static bool layer_timing(const std::vector<Variant>& variants, int m) {
     TraceRec* dbuf = static_cast<TraceRec*>(alloc(cap * sizeof(TraceRec)));
     cudaGraph_t graph;
     cudaGraphExec_t exec;
-    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int it = 0; it < n; ++it) enqueue(it);
-    CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    capture_graph(st, n, enqueue, graph, exec);
     CUDA_CHECK(cudaGraphLaunch(exec, st));  // warm
     CUDA_CHECK(cudaStreamSynchronize(st));
     const unsigned int zero = 0;
