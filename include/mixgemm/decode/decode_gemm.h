@@ -105,6 +105,25 @@ constexpr int launch_min_blocks() {
   return kTokens == 8 && kRowAtoms <= 2 ? MIXGEMM_DECODE_MIN_BLOCKS_T8
                                         : blocks_per_sm<kRowAtoms, kTokens>();
 }
+// Wide CTAs: where the split rule would put two CTAs of 8 warps on one row tile (S = 2), the
+// instantiations built for 2 CTAs per SM take one CTA of 16 warps instead (W = 16, S = 1), so the K
+// reduction stays in shared memory: the split epilogue (cluster barriers or workspace round trips)
+// cost ~1.5 us per launch more than the in-CTA one on the H100 (tools/decode_probe.md, session 6).
+// __launch_bounds__(512, 1) caps registers at 128 like (256, 2), so 8-warp plans still run 2 CTAs
+// per SM.
+constexpr int kMaxWarpsWide = 16;
+template <int kRowAtoms, int kTokens>
+constexpr bool wide_ok() {
+  return launch_min_blocks<kRowAtoms, kTokens>() == 2;
+}
+template <int kRowAtoms, int kTokens>
+constexpr int launch_threads() {
+  return 32 * (wide_ok<kRowAtoms, kTokens>() ? kMaxWarpsWide : kMaxWarps);
+}
+template <int kRowAtoms, int kTokens>
+constexpr int launch_blocks() {
+  return wide_ok<kRowAtoms, kTokens>() ? 1 : launch_min_blocks<kRowAtoms, kTokens>();
+}
 constexpr int kMinSliceChunks = 2;    // a warp's K slice spans >= 2 chunks when K allows it
 // Split-K arrival counters live at a fixed place, the first kCounterBytes of the workspace, for
 // every plan and every instantiation, so no plan's partials ever land on another plan's counters
@@ -679,7 +698,8 @@ __device__ __forceinline__ void store4(__half* y, float4 v) {
 // ------------------------------------------------------------------------------------------------
 
 template <class Act, bool kZero, int kRowAtoms, int kTokens, int kWeight>
-__global__ void __launch_bounds__(kMaxWarps * 32, launch_min_blocks<kRowAtoms, kTokens>()) decode_gemm_kernel(const Params p) {
+__global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_blocks<kRowAtoms, kTokens>())
+    decode_gemm_kernel(const Params p) {
   constexpr int kBits = weight_bits(kWeight);
   constexpr int kChunk = chunk_atoms<kZero, kRowAtoms, kTokens, kBits>();
   using WWord = WeightWord<kBits>;
@@ -990,6 +1010,13 @@ struct DecodeGemm {
   static_assert(kBlocksPerSm * (kMaxSmemBytes + 1024) <= 164 * 1024,
                 "kBlocksPerSm CTAs' shared memory fits an sm_80 (and sm_90) SM");
   static constexpr bool kRunsOnSm86 = kMaxSmemBytes <= 99 * 1024;
+  // Wide plans (W = 16, R = 1): 16 warps' x stages, or the reduction buffer of 16 slices.
+  static constexpr bool kWide = impl::wide_ok<kRowAtoms, kTokens>();
+  static constexpr int kMaxWarpsK = kWide ? impl::kMaxWarpsWide : impl::kMaxWarps;
+  static constexpr size_t kWideSmemBytes =
+      kWide ? std::max<size_t>(impl::kMaxWarpsWide * 2 * impl::x_stage_bytes<kChunk, kTokens>(),
+                               sizeof(float) * kTokens * impl::kMaxWarpsWide * (kRows + 4))
+            : 0;
   static_assert(kRunsOnSm86 || (kRowAtoms == 4 && kTokens == 64), "only r4_t64 needs more than 99 KB");
 
   static int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -999,20 +1026,40 @@ struct DecodeGemm {
     return p;
   }
 
+  // Dynamic shared memory one CTA may opt in to on the current device (cached per device).
+  static size_t device_smem_optin() {
+    static std::atomic<int> cache[64];  // zero: not asked yet
+    int device = 0;
+    cudaGetDevice(&device);
+    if (device >= 0 && device < 64 && cache[device] != 0) return static_cast<size_t>(cache[device]);
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+      cudaGetLastError();
+      v = 48 * 1024;
+    }
+    if (device >= 0 && device < 64) cache[device] = v;
+    return static_cast<size_t>(v);
+  }
+
+  // Whether wide plans fit this device's shared memory (sm_90 and sm_80: yes; sm_86/89: 8 tokens).
+  static bool wide_fits() { return kWide && kWideSmemBytes <= device_smem_optin(); }
+
   // Opt in to more than 48 KB of dynamic shared memory, once per device (needed before a launch
-  // or an occupancy query with that much).
+  // or an occupancy query with that much): every 8-warp plan, and the wide ones where they fit.
   static cudaError_t opt_in_smem() {
-    if constexpr (kMaxSmemBytes <= 48 * 1024) return cudaSuccess;
     static std::atomic<bool> opted_in[64];  // zero-initialized (static storage)
     int device = 0;
     cudaGetDevice(&device);
     if (device >= 0 && device < 64 && opted_in[device]) return cudaSuccess;
-    const cudaError_t e = cudaFuncSetAttribute(impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kWeight>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(kMaxSmemBytes));
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      return e;
+    const size_t bytes = wide_fits() ? std::max(kMaxSmemBytes, kWideSmemBytes) : kMaxSmemBytes;
+    if (bytes > 48 * 1024) {
+      const cudaError_t e = cudaFuncSetAttribute(impl::decode_gemm_kernel<Act, kZero, kRowAtoms, kTokens, kWeight>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(bytes));
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        return e;
+      }
     }
     if (device >= 0 && device < 64) opted_in[device] = true;
     return cudaSuccess;
@@ -1061,7 +1108,7 @@ struct DecodeGemm {
     const int nb = ceil_div(na, kRowAtoms);
     plan.splits = splits;
     plan.warps_k = warps_k;
-    plan.rows_per_cta = std::min(impl::kMaxWarps / warps_k, nb);
+    plan.rows_per_cta = std::max(1, std::min(impl::kMaxWarps / warps_k, nb));  // wide plans: R = 1
     plan.grid_x = ceil_div(nb, plan.rows_per_cta);
     plan.threads = 32 * plan.warps_k * plan.rows_per_cta;
     // Two x stages per warp in the main loop; the reduction buffer afterwards (same bytes).
@@ -1105,7 +1152,9 @@ struct DecodeGemm {
   //   slices P = clamp(resident / NB, 1, KC / 2): enough warps to fill the GPU once with equal,
   //   long-running warps (so no ragged second wave), but never a slice shorter than two chunks.
   //   W = min(8, pow2_floor(P)) slices inside a CTA (cheap smem reduction), S = P / W CTAs along
-  //   K (workspace reduction); R = 8 / W row blocks per CTA share x through L1. A forced split_k = S keeps S and takes W = pow2_floor(KC / 2 / S) <= 8.
+  //   K (workspace reduction); R = 8 / W row blocks per CTA share x through L1. Where S = 2 and
+  //   the instantiation takes wide CTAs: W = 16, S = 1 (see kMaxWarpsWide). A forced split_k = S
+  //   keeps S and takes W = pow2_floor(KC / 2 / S) <= 8.
   static DecodePlan make_plan(const mixgemm_problem& p, int sm_count) {
     const int na = static_cast<int>(p.n / 16);
     const int ka = static_cast<int>(p.k / 16);
@@ -1124,6 +1173,13 @@ struct DecodeGemm {
       // Split CTAs need one counter per row tile (never reached on today's GPUs: a split only
       // happens when NB < resident warps).
       if (ceil_div(nb, std::min(impl::kMaxWarps / warps_k, nb)) > impl::kMaxCounters) splits = 1;
+      // Two split CTAs of 8 warps -> one wide CTA of 16 (see kMaxWarpsWide).
+      // Only where that removes the split: W = 16 with S = 2 (from S = 4) was up to 17% slower on the
+      // H100 than S = 4 of 8 warps.
+      if (splits == 2 && warps_k == impl::kMaxWarps && wide_fits()) {
+        warps_k = impl::kMaxWarpsWide;
+        splits = 1;
+      }
     }
     return finish_plan(p, splits, warps_k);
   }
@@ -1229,9 +1285,10 @@ struct DecodeGemm {
                       std::string& err) {
     int status = check_workspace(p, plan, err);
     if (status != MIXGEMM_OK) return status;
-    if (plan.warps_k < 1 || plan.warps_k > impl::kMaxWarps || (plan.warps_k & (plan.warps_k - 1)) != 0 ||
-        plan.splits < 1)
-      return ::mixgemm::detail::invalid(err, "plan: warps_k must be a power of two in [1, 8] and splits >= 1");
+    if (plan.warps_k < 1 || plan.warps_k > kMaxWarpsK || (plan.warps_k & (plan.warps_k - 1)) != 0 ||
+        plan.splits < 1 || (plan.warps_k > impl::kMaxWarps && (plan.rows_per_cta != 1 || !wide_fits())))
+      return ::mixgemm::detail::invalid(err, "plan: warps_k must be a power of two in [1, " + std::to_string(kMaxWarpsK) +
+                                                 "] (16: one row block per CTA, where it fits) and splits >= 1");
     if (plan.cluster && (plan.splits < 2 || plan.splits > 8))
       return ::mixgemm::detail::invalid(err, "plan: a cluster reduction takes 2 <= splits <= 8");
     impl::Params kp;
@@ -1301,7 +1358,14 @@ struct DecodeGemm {
     const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, kp);
     if (e != cudaSuccess) {
       cudaGetLastError();
-      err = name() + ": launch failed: " + cudaGetErrorString(e);
+      cudaFuncAttributes fa{};
+      cudaFuncGetAttributes(&fa, kernel);
+      cudaGetLastError();
+      err = name() + ": launch failed: " + cudaGetErrorString(e) + " (grid " + std::to_string(plan.grid_x) + "x" +
+            std::to_string(plan.splits) + ", " + std::to_string(plan.threads) + " threads, " +
+            std::to_string(plan.smem_bytes) + " B shared; the kernel takes at most " +
+            std::to_string(fa.maxThreadsPerBlock) + " threads, " + std::to_string(fa.numRegs) + " registers, " +
+            std::to_string(fa.maxDynamicSharedSizeBytes) + " B dynamic shared)";
       return MIXGEMM_LAUNCH_FAILED;
     }
     return MIXGEMM_OK;
