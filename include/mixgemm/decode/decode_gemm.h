@@ -10,8 +10,8 @@
 // contiguous, N*8 bytes.
 //
 // Work split (see DecodeGemm::make_plan): a warp owns kRowAtoms atoms of rows (a "row block") and a
-// contiguous K slice; a CTA holds R row blocks x W K slices (R*W <= 8 warps); gridDim.y = S more
-// K splits. A warp walks its slice in chunks: the next chunk's weights (registers, one 128-byte atom
+// contiguous K slice; a CTA holds R row blocks x W K slices (R*W <= 8 warps, or one row block of
+// 16 slices: wide CTAs); gridDim.y = S more K splits. A warp walks its slice in chunks: the next chunk's weights (registers, one 128-byte atom
 // per warp-wide 32-bit load) and x (cp.async into a per-warp shared stage, read with ldmatrix) are
 // in flight while the current chunk is dequantized and multiplied. Warps of a CTA reduce through
 // shared memory in fixed order. The S CTAs of one row tile reduce either as one thread-block
