@@ -32,7 +32,7 @@ __device__ TraceRec* g_trace = nullptr;
 __device__ unsigned int g_trace_n = 0;
 __device__ unsigned int g_trace_cap = 0;
 // One global atomic per CTA (at entry: a block of kTraceSlots records); then thread 0 writes
-// points 0-4 to slots 0-4, lane 0 of warp w its loop end (point 5) to slot 8 + w * 32 and its
+// points 0, 1, 3, 4 to their slots, lane 0 of warp w its loop end (point 5) to slot 8 + w * 32 and its
 // chunks (point 6) to the slots after it, at most 31. No other contention, so the timeline is not
 // distorted by the recording.
 constexpr unsigned int kTraceSlots = 8 + 8 * 32;
@@ -1284,6 +1284,7 @@ static bool layer_timing(const std::vector<Variant>& variants, int m) {
       for (int it = 0; it < n; ++it)
         if (static_cast<unsigned int>(reinterpret_cast<uintptr_t>(launches[it].p.y)) == r.y_lo) {
           tp[it][r.tag & 0xF].push_back((r.t - t0) * 1e-3);
+          if ((r.tag & 0xF) == 5 && r.warp == 0) tp[it][2].push_back((r.t - t0) * 1e-3);  // a CTA's loop end: warp 0's
           if ((r.tag & 0xF) == 6) chunks[it][(r.tag >> 12) * 8 + r.warp].push_back((r.t - t0) * 1e-3);
           break;
         }

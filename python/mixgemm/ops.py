@@ -127,31 +127,30 @@ def _weights_ready(device: int, stream: int, weights: tuple) -> bool:
     return False
 
 
-def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, bias: Optional[torch.Tensor] = None,
-         weights: Optional[tuple] = None) -> None:
+def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, weights: tuple,
+         bias: Optional[torch.Tensor] = None) -> None:
+    """Launch `plan` on the current stream; weights = (data, scales, zeros) of the packed weight, for
+    the ready flags (NOTE(inputs ready))."""
     if device != _current_device():
         with torch.cuda.device(device):
-            return _run(plan, x, out, device, bias, weights)
+            return _run(plan, x, out, device, weights, bias)
     lib = _lib.load()
     stream = _raw_stream(device)
     ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
     x_ptr = x.data_ptr()
     flags = 0
-    if _INPUTS_READY and weights is not None and _weights_ready(device, stream, weights):
-        flags = lib.FLAG_WEIGHTS_READY
-        if not x.is_inference():  # inference tensors keep no version counter
+    if _INPUTS_READY:
+        ready = _weights_ready(device, stream, weights)
+        if ready:
+            flags = lib.FLAG_WEIGHTS_READY
+        if x.is_inference() or x.shape[0] > _TRACK_MAX_ROWS:  # inference tensors keep no version counter
+            _last_x.pop((device, stream), None)
+        else:
             token = (x_ptr, x._version, x.shape)
             prev = _last_x.get((device, stream))
-            if prev is not None and prev[1] == token:
+            if ready and prev is not None and prev[1] == token:
                 flags |= lib.FLAG_INPUTS_READY
-            if x.shape[0] <= _TRACK_MAX_ROWS:
-                _last_x[(device, stream)] = (x, token)
-            elif prev is not None:
-                del _last_x[(device, stream)]
-    elif _INPUTS_READY and not x.is_inference() and x.shape[0] <= _TRACK_MAX_ROWS:
-        _last_x[(device, stream)] = (x, (x_ptr, x._version, x.shape))
-    else:
-        _last_x.pop((device, stream), None)
+            _last_x[(device, stream)] = (x, token)
     lib.run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags,
             bias.data_ptr() if bias is not None else 0)
 
@@ -163,8 +162,8 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
     added in the kernel."""
     m, k = x.shape
     device = x.device.index
-    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device, bias,
-         (data, scales, zeros))
+    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device,
+         (data, scales, zeros), bias)
 
 
 def autotune_enabled() -> bool:
@@ -196,7 +195,7 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     with torch.cuda.device(device):
         for name in cands:
             plan = _prepare(by_name[name].index, data, scales, zeros, m, n, k, group_size, 0, device)
-            times[name] = event_us(lambda plan=plan: _run(plan, x, out, device, weights=(data, scales, zeros)), reps=7,
+            times[name] = event_us(lambda plan=plan: _run(plan, x, out, device, (data, scales, zeros)), reps=7,
                                    before=flush.zero_)
     best = min(times, key=lambda nm: dispatch.rank_key(by_name[nm].spec, times[nm], cap))
     akey = dispatch.autotune_key(key, m, n, k, group_size, device, deterministic)
@@ -230,7 +229,7 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
         if keep:
             _launches[lkey] = plan
     out = torch.empty((m, n), dtype=x.dtype, device=device)
-    _run(plan, x, out, device.index, bias, (data, scales, zeros))
+    _run(plan, x, out, device.index, (data, scales, zeros), bias)
     return out
 
 

@@ -65,8 +65,8 @@ namespace mixgemm::decode {
 constexpr bool kUsePdl = MIXGEMM_DECODE_PDL != 0;
 
 // Timeline hook for tools/decode_probe.cu --layer: a statement run by every thread at a few points
-// of the kernel (0 entry, 1 past the PDL wait, 2 main loop done, 3 cleared to write, 4 exit; per
-// warp: 5 main loop done, 6 a chunk computed), nothing unless the includer defines it.
+// of the kernel (0 entry, 1 past the PDL wait, 3 cleared to write, 4 exit; per warp: 5 main loop
+// done, 6 a chunk computed), nothing unless the includer defines it.
 #ifndef MIXGEMM_DECODE_TRACE
 #define MIXGEMM_DECODE_TRACE(point, params)
 #endif
@@ -829,7 +829,6 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
   }
   // Ready inputs: every write (partials, counters, y) waits for the previous kernel, which may
   // still read or write the workspace, or y's memory before the allocator handed it to us.
-  MIXGEMM_DECODE_TRACE(2, p);
   MIXGEMM_DECODE_TRACE(5, p);
   if (p.inputs_ready) grid_dependency_wait();
   MIXGEMM_DECODE_TRACE(3, p);
