@@ -498,6 +498,7 @@ struct LaneCtx {
   bool scale_ok[scale_regs<kRowAtoms>()];  // this lane's scale row (see ChunkRegs) inside n
   uint32_t x_stage[2];          // shared addresses of this warp's two x stages
   uint32_t ldsm_addr[2];        // this lane's ldmatrix row address in each stage (k atom 0)
+  int x_rounds;                 // copy_x_chunk rounds in which this lane copies a token < m
   uint64_t policy;
 };
 
@@ -585,25 +586,48 @@ __device__ __forceinline__ void prefetch_slice(int rb, int a_begin, int a_end, c
 }
 
 // x[token][16 * (pos + u) + 0..15] for tokens < m and u < len into one x stage: row `token` of
-// the stage holds the chunk's k atoms back to back (32 bytes each). Rows >= m stay zero (filled
-// once at kernel start). Consecutive lanes copy consecutive 16-byte pieces of one row.
+// the stage holds the chunk's k atoms back to back (32 bytes each). Rows >= m stay as they are
+// (never filled). Consecutive lanes copy consecutive 16-byte pieces of one row; a warp-wide round
+// covers kRowsPerRound rows, so lane t copies piece t % kPiecesPerRow of rows t / kPiecesPerRow +
+// it * kRowsPerRound: one address computed per chunk, a constant step per round, and a per-lane
+// round count (x_rounds) for the tokens < m test instead of per-round index arithmetic.
+template <int kChunk>
+struct XCopyShape {
+  static constexpr int kPiecesPerRow = 2 * kChunk;           // 16-byte pieces per row
+  static constexpr int kRowsPerRound = 32 / kPiecesPerRow;   // rows one warp-wide round covers
+  static_assert(32 % kPiecesPerRow == 0, "whole rows per warp-wide round");
+};
+
+// Rounds of copy_x_chunk in which lane `lane` has a token < m.
+template <int kChunk>
+__device__ __forceinline__ int x_copy_rounds(int lane, int m) {
+  using S = XCopyShape<kChunk>;
+  const int tok0 = lane / S::kPiecesPerRow;
+  return m > tok0 ? (m - tok0 + S::kRowsPerRound - 1) / S::kRowsPerRound : 0;
+}
+
 template <class Act, int kChunk, int kTokens>
-__device__ __forceinline__ void copy_x_chunk(uint32_t stage, const Chunk& ch, const Params& p) {
-  constexpr int kPiecesPerRow = 2 * kChunk;
-  constexpr int kPieces = kTokens * kPiecesPerRow;
-  static_assert(kPieces % 32 == 0, "whole warp-wide rounds of pieces");
+__device__ __forceinline__ void copy_x_chunk(uint32_t stage, const Chunk& ch, int x_rounds, const Params& p) {
+  using S = XCopyShape<kChunk>;
+  constexpr int kRounds = kTokens / S::kRowsPerRound;
+  static_assert(kTokens % S::kRowsPerRound == 0, "whole warp-wide rounds of pieces");
   const int lane = threadIdx.x % 32;
+  const int tok0 = lane / S::kPiecesPerRow;
+  const int piece = lane % S::kPiecesPerRow;  // k atom piece / 2, half piece % 2
+  const Act* src = static_cast<const Act*>(p.x) + static_cast<size_t>(tok0) * p.k +
+                   static_cast<size_t>(ch.pos) * 16 + 8 * piece;
+  const size_t step = static_cast<size_t>(S::kRowsPerRound) * p.k;
+  const uint32_t dst = stage + tok0 * x_row_bytes<kChunk>() + 16 * piece;
+  constexpr uint32_t kDstStep = S::kRowsPerRound * x_row_bytes<kChunk>();
+  if (ch.len == kChunk) {  // the common case: only the token test
 #pragma unroll
-  for (int it = 0; it < kPieces / 32; ++it) {
-    const int q = it * 32 + lane;
-    const int tok = q / kPiecesPerRow;
-    const int u = q % kPiecesPerRow / 2;
-    const int half = q % 2;
-    if (tok < p.m && u < ch.len) {
-      const Act* src = static_cast<const Act*>(p.x) + static_cast<size_t>(tok) * p.k +
-                       static_cast<size_t>(ch.pos + u) * 16 + 8 * half;
-      cp_async16(stage + tok * x_row_bytes<kChunk>() + u * 32 + 16 * half, src);
-    }
+    for (int it = 0; it < kRounds; ++it)
+      if (it < x_rounds) cp_async16(dst + it * kDstStep, src + it * step);
+  } else {
+    const bool piece_ok = piece / 2 < ch.len;
+#pragma unroll
+    for (int it = 0; it < kRounds; ++it)
+      if (it < x_rounds && piece_ok) cp_async16(dst + it * kDstStep, src + it * step);
   }
 }
 
@@ -755,6 +779,7 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
   const uint32_t ldsm_off = ldsm_tok * x_row_bytes<kChunk>() + 16 * ((lane >> 3) & 1);
   cx.ldsm_addr[0] = cx.x_stage[0] + ldsm_off;
   cx.ldsm_addr[1] = cx.x_stage[1] + ldsm_off;
+  cx.x_rounds = x_copy_rounds<kChunk>(lane, p.m);
   cx.policy = make_evict_first_policy();
 
   // Rows of tokens >= m are never copied and hold whatever the shared memory held: column j of an
@@ -796,9 +821,9 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
       if (ca.len > 0) load_chunk(fa, ca, cx, p);
       if (cb.len > 0) load_chunk(fb, cb, cx, p);
     }
-    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
+    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, cx.x_rounds, p);
     cp_async_commit();
-    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, p);
+    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, cx.x_rounds, p);
     cp_async_commit();
     while (ca.len > 0) {
       cp_async_wait<1>();
@@ -810,7 +835,7 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
       __syncwarp();  // the whole warp is done reading stage 0 before it is refilled
       if (ca.len > 0) {
         load_chunk(fa, ca, cx, p);
-        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, p);
+        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, cx.x_rounds, p);
       }
       cp_async_commit();
       cp_async_wait<1>();
@@ -822,7 +847,7 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
       __syncwarp();
       if (cb.len > 0) {
         load_chunk(fb, cb, cx, p);
-        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, p);
+        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, cx.x_rounds, p);
       }
       cp_async_commit();
     }
