@@ -52,6 +52,7 @@
 #include <cstdlib>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "mixgemm/convert8.h"
 #include "mixgemm/registry.h"
@@ -444,30 +445,21 @@ __device__ __forceinline__ void dequant_atom(uint2 w, uint32_t s_lo, uint32_t s_
   }
 }
 
-// A run of consecutive k atoms inside one warp's K slice that lies inside one scale group.
-struct Chunk {
-  int pos;  // first k atom
-  int len;  // atoms, 0 = done
-  int grp;  // scale group of all its atoms
+// Where the next chunk to load starts: a running weight pointer and scale pointer, advanced chunk
+// by chunk through the warp's K slice (no address recomputed from the atom index per chunk).
+// Chunks never cross a scale group, so one may be shorter than kChunk where kChunk does not divide
+// the group (and at the slice end); a chunk of length 0 means the slice is done.
+template <class WWord>
+struct Cursor {
+  const WWord* w;              // this lane's word of k atom `pos`, the row block's first row atom
+  const unsigned short* s;     // this lane's scale (register 0, see ChunkRegs) of pos's group
+  int pos;                     // first k atom of the next chunk
+  int grp_end;                 // first k atom past pos's scale group
 };
 
-template <int kChunk>
-__device__ __forceinline__ Chunk first_chunk(int begin, int end, int group_atoms) {
-  Chunk c;
-  c.pos = begin;
-  c.grp = begin / group_atoms;
-  c.len = max(0, min(kChunk, min(end, (c.grp + 1) * group_atoms) - begin));
-  return c;
-}
-
-// Chunks never cross a group boundary, so they may be shorter than kChunk when kChunk does not
-// divide the group (and at the slice end `end`).
-template <int kChunk>
-__device__ __forceinline__ Chunk next_chunk(Chunk c, int end, int group_atoms) {
-  c.pos += c.len;
-  if (c.pos == (c.grp + 1) * group_atoms) c.grp += 1;
-  c.len = max(0, min(kChunk, min(end, (c.grp + 1) * group_atoms) - c.pos));
-  return c;
+template <int kChunk, class WWord>
+__device__ __forceinline__ int chunk_len(const Cursor<WWord>& cur, int end) {
+  return max(0, min(kChunk, min(end, cur.grp_end) - cur.pos));
 }
 
 // Scales (and zeros) in flight: lane t holds row t % 16 of row atom 2h + t / 16 in register h, so
@@ -490,63 +482,93 @@ struct ChunkRegs {
 // parameter (read from the constant bank at each use), to keep loop-carried registers low.
 template <int kRowAtoms, int kTiles, class WWord = uint32_t>
 struct LaneCtx {
-  const WWord* w_lane;          // lane's part of atom (row block's first row atom, k atom 0)
   int k_stride_words;           // lane parts between consecutive k atoms of one row atom = na * 32
-  int s_off;                    // scale row 16 * (t / 16) + t % 16 of the row block (group 0)
+  int64_t zero_delta;           // bytes from a scale to its zero (kZero)
   bool row_ok[kRowAtoms];       // row atom inside n
   bool rows_full;               // all kRowAtoms row atoms inside n
   bool scale_ok[scale_regs<kRowAtoms>()];  // this lane's scale row (see ChunkRegs) inside n
-  uint32_t x_stage[2];          // shared addresses of this warp's two x stages
+  const char* x_src;            // this lane's first x piece of k atom 0 (see copy_x_chunk)
+  uint32_t x_dst[2];            // where this lane's first x piece lands in each of the warp's stages
   uint32_t ldsm_addr[2];        // this lane's ldmatrix row address in each stage (k atom 0)
   int x_rounds;                 // copy_x_chunk rounds in which this lane copies a token < m
+  int x_rounds_warp;            // copy_x_chunk rounds in which any lane does (lane 0's)
   uint64_t policy;
 };
 
-// One unpredicated 32-bit weight word (a full chunk of whole row atoms needs no predicate).
-__device__ __forceinline__ uint32_t ld_weight(const uint32_t* ptr, uint64_t policy) {
-  uint32_t v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.b32 %0, [%1], %2;"
-               : "=r"(v)
-               : "l"(ptr), "l"(policy));
+// v, through an asm the compiler cannot look into or repeat: it keeps the value in a register
+// instead of recomputing it from the kernel parameters and the lane index at every use (nvcc did
+// that for the x copy's addresses, several instructions per warp-wide round).
+__device__ __forceinline__ uint32_t opaque(uint32_t v) {
+  asm volatile("mov.b32 %0, %0;" : "+r"(v));
   return v;
 }
-__device__ __forceinline__ uint2 ld_weight(const uint2* ptr, uint64_t policy) {
+__device__ __forceinline__ const char* opaque(const char* v) {
+  uint64_t u = reinterpret_cast<uint64_t>(v);
+  asm volatile("mov.b64 %0, %0;" : "+l"(u));
+  return reinterpret_cast<const char*>(u);
+}
+
+// One unpredicated 32-bit weight word at ptr + kOff bytes (a full chunk of whole row atoms needs
+// no predicate); the offset is an immediate of the load, so the row atoms of one k atom share an
+// address register.
+template <int kOff>
+__device__ __forceinline__ uint32_t ld_weight_at(const uint32_t* ptr, uint64_t policy) {
+  uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.b32 %0, [%1+%2], %3;"
+               : "=r"(v)
+               : "l"(ptr), "n"(kOff), "l"(policy));
+  return v;
+}
+template <int kOff>
+__device__ __forceinline__ uint2 ld_weight_at(const uint2* ptr, uint64_t policy) {
   uint2 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v2.b32 {%0, %1}, [%2], %3;"
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v2.b32 {%0, %1}, [%2+%3], %4;"
                : "=r"(v.x), "=r"(v.y)
-               : "l"(ptr), "l"(policy));
+               : "l"(ptr), "n"(kOff), "l"(policy));
   return v;
 }
 
+template <int kRowAtoms, class WWord, int... kI>
+__device__ __forceinline__ void ld_row_atoms(WWord (&dst)[kRowAtoms], const WWord* ptr, uint64_t policy,
+                                             std::integer_sequence<int, kI...>) {
+  ((dst[kI] = ld_weight_at<kI * 32 * static_cast<int>(sizeof(WWord))>(ptr, policy)), ...);
+}
+
+// Loads the chunk of `len` (> 0) k atoms at the cursor into f and advances the cursor past it.
 template <bool kZero, int kRowAtoms, int kChunk, int kTiles, class WWord>
-__device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk, WWord>& f, const Chunk& ch,
-                                           const LaneCtx<kRowAtoms, kTiles, WWord>& cx, const Params& p) {
+__device__ __forceinline__ void load_chunk(ChunkRegs<kZero, kRowAtoms, kChunk, WWord>& f, Cursor<WWord>& cur,
+                                           int len, const LaneCtx<kRowAtoms, kTiles, WWord>& cx,
+                                           const Params& p) {
   // Atom (n_hi, k_hi) starts at word 32 * (n_hi + na * k_hi): the kRowAtoms atoms of one k atom
   // are 32 words apart, consecutive k atoms na * 32 words. Each load is one whole 128-byte atom
   // across the warp (lane t reads word t), fully coalesced.
-  const WWord* wp = cx.w_lane + static_cast<size_t>(ch.pos) * cx.k_stride_words;
-  if (ch.len == kChunk && cx.rows_full) {  // the common case: no predicates
+  if (len == kChunk && cx.rows_full) {  // the common case: no predicates, one address per k atom
+    const WWord* wp = cur.w;
 #pragma unroll
     for (int u = 0; u < kChunk; ++u) {
-#pragma unroll
-      for (int i = 0; i < kRowAtoms; ++i) f.w[u][i] = ld_weight(wp + i * 32, cx.policy);
+      ld_row_atoms(f.w[u], wp, cx.policy, std::make_integer_sequence<int, kRowAtoms>());
       wp += cx.k_stride_words;
     }
+    cur.w = wp;
   } else {
 #pragma unroll
     for (int u = 0; u < kChunk; ++u) {
 #pragma unroll
       for (int i = 0; i < kRowAtoms; ++i)
-        f.w[u][i] = ld_weight(wp + u * cx.k_stride_words + i * 32, u < ch.len && cx.row_ok[i], cx.policy);
+        f.w[u][i] = ld_weight(cur.w + u * cx.k_stride_words + i * 32, u < len && cx.row_ok[i], cx.policy);
     }
+    cur.w += len * cx.k_stride_words;
   }
-  const size_t s_off = static_cast<size_t>(ch.grp) * p.n + cx.s_off;
 #pragma unroll
   for (int h = 0; h < scale_regs<kRowAtoms>(); ++h) {
-    const bool ok = ch.len > 0 && cx.scale_ok[h];
-    f.s[h] = ld_u16(static_cast<const unsigned short*>(p.scales) + s_off + 32 * h, ok);
+    f.s[h] = ld_u16(cur.s + 32 * h, cx.scale_ok[h]);
     if constexpr (kZero)
-      f.z[h] = ld_u16(static_cast<const unsigned short*>(p.zeros) + s_off + 32 * h, ok);
+      f.z[h] = ld_u16(reinterpret_cast<const char*>(cur.s + 32 * h) + cx.zero_delta, cx.scale_ok[h]);
+  }
+  cur.pos += len;
+  if (cur.pos == cur.grp_end) {
+    cur.grp_end += p.group_atoms;
+    cur.s += p.n;
   }
 }
 
@@ -589,8 +611,9 @@ __device__ __forceinline__ void prefetch_slice(int rb, int a_begin, int a_end, c
 // the stage holds the chunk's k atoms back to back (32 bytes each). Rows >= m stay as they are
 // (never filled). Consecutive lanes copy consecutive 16-byte pieces of one row; a warp-wide round
 // covers kRowsPerRound rows, so lane t copies piece t % kPiecesPerRow of rows t / kPiecesPerRow +
-// it * kRowsPerRound: one address computed per chunk, a constant step per round, and a per-lane
-// round count (x_rounds) for the tokens < m test instead of per-round index arithmetic.
+// it * kRowsPerRound: the lane's addresses of k atom 0 are fixed per kernel (LaneCtx x_src, x_dst),
+// a chunk adds its offset once and a constant step per round, a per-lane round count (x_rounds)
+// is the tokens < m test, and the warp stops after the rounds that hold any token < m.
 template <int kChunk>
 struct XCopyShape {
   static constexpr int kPiecesPerRow = 2 * kChunk;           // 16-byte pieces per row
@@ -606,28 +629,23 @@ __device__ __forceinline__ int x_copy_rounds(int lane, int m) {
   return m > tok0 ? (m - tok0 + S::kRowsPerRound - 1) / S::kRowsPerRound : 0;
 }
 
-template <class Act, int kChunk, int kTokens>
-__device__ __forceinline__ void copy_x_chunk(uint32_t stage, const Chunk& ch, int x_rounds, const Params& p) {
+template <class Act, int kChunk, int kTokens, class Ctx>
+__device__ __forceinline__ void copy_x_chunk(int stage, int pos, int len, const Ctx& cx, const Params& p) {
   using S = XCopyShape<kChunk>;
   constexpr int kRounds = kTokens / S::kRowsPerRound;
   static_assert(kTokens % S::kRowsPerRound == 0, "whole warp-wide rounds of pieces");
-  const int lane = threadIdx.x % 32;
-  const int tok0 = lane / S::kPiecesPerRow;
-  const int piece = lane % S::kPiecesPerRow;  // k atom piece / 2, half piece % 2
-  const Act* src = static_cast<const Act*>(p.x) + static_cast<size_t>(tok0) * p.k +
-                   static_cast<size_t>(ch.pos) * 16 + 8 * piece;
-  const size_t step = static_cast<size_t>(S::kRowsPerRound) * p.k;
-  const uint32_t dst = stage + tok0 * x_row_bytes<kChunk>() + 16 * piece;
+  const int piece = threadIdx.x % S::kPiecesPerRow;  // k atom piece / 2, half piece % 2
+  // A short chunk (group or slice end) copies only its len atoms.
+  const int rounds = piece / 2 < len ? cx.x_rounds : 0;
+  const char* src = cx.x_src + static_cast<size_t>(pos) * 16 * sizeof(Act);
+  const size_t step = static_cast<size_t>(S::kRowsPerRound) * p.k * sizeof(Act);
   constexpr uint32_t kDstStep = S::kRowsPerRound * x_row_bytes<kChunk>();
-  if (ch.len == kChunk) {  // the common case: only the token test
 #pragma unroll
-    for (int it = 0; it < kRounds; ++it)
-      if (it < x_rounds) cp_async16(dst + it * kDstStep, src + it * step);
-  } else {
-    const bool piece_ok = piece / 2 < ch.len;
-#pragma unroll
-    for (int it = 0; it < kRounds; ++it)
-      if (it < x_rounds && piece_ok) cp_async16(dst + it * kDstStep, src + it * step);
+  for (int it = 0; it < kRounds; ++it) {
+    // 8-token kernels (m <= 8, mostly 1): the second half of the rounds only where a lane has a
+    // token there (one warp-uniform branch; the rounds themselves stay predicated, not branched).
+    if (kTokens == 8 && kRounds >= 2 && it == kRounds / 2 && cx.x_rounds_warp <= it) break;
+    if (it < rounds) cp_async16(cx.x_dst[stage] + it * kDstStep, src + it * step);
   }
 }
 
@@ -641,7 +659,7 @@ __device__ __forceinline__ uint32_t scale_of(const uint32_t (&regs)[kRegs], int 
 template <class Act, bool kZero, int kWeight, int kRowAtoms, int kChunk, int kTiles, class WWord>
 __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4],
                                               const ChunkRegs<kZero, kRowAtoms, kChunk, WWord>& f,
-                                              const Chunk& ch, uint32_t ldsm_addr) {
+                                              int len, uint32_t ldsm_addr) {
   // Bytes between x rows (tokens) of a stage; each x4 beyond the first is 16 tokens further.
   constexpr uint32_t kXRow = x_row_bytes<kChunk>();
   const int g = threadIdx.x % 32 / 4;
@@ -677,13 +695,13 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[kRowAtoms][kTiles][4]
       for (int j = 0; j < kTiles; ++j) mma16816(acc[i][j], a, b[2 * j], b[2 * j + 1], static_cast<Act*>(nullptr));
     }
   };
-  if (ch.len == kChunk) {  // the common case: no per-atom test
+  if (len == kChunk) {  // the common case: no per-atom test
 #pragma unroll
     for (int u = 0; u < kChunk; ++u) atom(u);
   } else {
 #pragma unroll
     for (int u = 0; u < kChunk; ++u)
-      if (u < ch.len) atom(u);
+      if (u < len) atom(u);
   }
 }
 
@@ -759,8 +777,7 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
 
   LaneCtx<kRowAtoms, kTiles, WWord> cx;
   cx.k_stride_words = p.na * 32;
-  cx.w_lane = static_cast<const WWord*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 32 + lane;
-  cx.s_off = rb * kRows + lane;  // scale row of this lane in register 0 (see ChunkRegs)
+  cx.zero_delta = kZero ? static_cast<const char*>(p.zeros) - static_cast<const char*>(p.scales) : 0;
 #pragma unroll
   for (int i = 0; i < kRowAtoms; ++i) cx.row_ok[i] = rb * kRowAtoms + i < p.na;
   cx.rows_full = (rb + 1) * kRowAtoms <= p.na;
@@ -770,16 +787,24 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
     cx.scale_ok[h] = atom < kRowAtoms && rb * kRowAtoms + atom < p.na;
   }
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  cx.x_stage[0] = smem_base + warp * 2 * kStage;
-  cx.x_stage[1] = cx.x_stage[0] + kStage;
+  const uint32_t x_stage0 = smem_base + warp * 2 * kStage;
+  {
+    using XS = XCopyShape<kChunk>;
+    const int tok0 = lane / XS::kPiecesPerRow, piece = lane % XS::kPiecesPerRow;
+    cx.x_src = opaque(static_cast<const char*>(p.x) + (static_cast<size_t>(tok0) * p.k + 8 * piece) * sizeof(Act));
+    const uint32_t dst = x_stage0 + tok0 * x_row_bytes<kChunk>() + 16 * piece;
+    cx.x_dst[0] = opaque(dst);
+    cx.x_dst[1] = opaque(dst + kStage);
+    cx.x_rounds = x_copy_rounds<kChunk>(lane, p.m);
+    cx.x_rounds_warp = x_copy_rounds<kChunk>(0, p.m);
+  }
   // ldmatrix row addresses: lanes 8i..8i+7 address matrix i = (token 8*(i/2) + lane%8, k half i%2)
   // of the first x4 (tokens 0..15); x4 number q adds 16 * q rows (compute_chunk). The x2 form (one
   // n8 tile) uses lanes 0..15 only.
   const int ldsm_tok = (lane & 7) + (kTiles >= 2 ? 8 * (lane >> 4) : 0);
   const uint32_t ldsm_off = ldsm_tok * x_row_bytes<kChunk>() + 16 * ((lane >> 3) & 1);
-  cx.ldsm_addr[0] = cx.x_stage[0] + ldsm_off;
-  cx.ldsm_addr[1] = cx.x_stage[1] + ldsm_off;
-  cx.x_rounds = x_copy_rounds<kChunk>(lane, p.m);
+  cx.ldsm_addr[0] = x_stage0 + ldsm_off;
+  cx.ldsm_addr[1] = x_stage0 + kStage + ldsm_off;
   cx.policy = make_evict_first_policy();
 
   // Rows of tokens >= m are never copied and hold whatever the shared memory held: column j of an
@@ -800,54 +825,65 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
   // empty), so wait_group 1 always means "this chunk's x has landed". ----
   {
     ChunkRegs<kZero, kRowAtoms, kChunk, WWord> fa, fb;
-    Chunk ca = first_chunk<kChunk>(a_begin, a_end, p.group_atoms);
-    Chunk cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
+    Cursor<WWord> cur;
+    cur.w = static_cast<const WWord*>(p.w) + static_cast<size_t>(rb) * kRowAtoms * 32 + lane +
+            static_cast<size_t>(a_begin) * cx.k_stride_words;
+    const int grp0 = a_begin / p.group_atoms;
+    cur.s = static_cast<const unsigned short*>(p.scales) + static_cast<size_t>(grp0) * p.n + rb * kRows + lane;
+    cur.pos = a_begin;
+    cur.grp_end = (grp0 + 1) * p.group_atoms;
+    // Chunks a and b: length (0 = the slice is done) and first k atom.
+    int la = 0, lb = 0, pa = 0, pb = 0;
+    auto take_first_two = [&]() {
+      pa = cur.pos;
+      la = chunk_len<kChunk>(cur, a_end);
+      if (la > 0) load_chunk(fa, cur, la, cx, p);
+      pb = cur.pos;
+      lb = chunk_len<kChunk>(cur, a_end);
+      if (lb > 0) load_chunk(fb, cur, lb, cx, p);
+    };
     // NOTE(PDL): without a ready flag nothing is loaded before the previous kernel has completed (it
     // may have written any of our inputs: quantize, or a user editing scales in place right before
     // this launch); only L2 prefetches (off by default) may go first, and they cannot return stale
     // data. The next kernel may launch once that wait has returned (whatever it reads early was
     // complete by then). Ready weights are loaded first; ready x too (see the top).
-    if (p.weights_ready) {
-      if (ca.len > 0) load_chunk(fa, ca, cx, p);
-      if (cb.len > 0) load_chunk(fb, cb, cx, p);
-    }
+    if (p.weights_ready) take_first_two();
     if (!p.inputs_ready) {
       if (rb < p.nb) prefetch_slice<kZero, kRowAtoms, 32 * sizeof(WWord)>(rb, a_begin, a_end, p);
       grid_dependency_wait();
       grid_dependency_launch_dependents();
     }
     MIXGEMM_DECODE_TRACE(1, p);
-    if (!p.weights_ready) {
-      if (ca.len > 0) load_chunk(fa, ca, cx, p);
-      if (cb.len > 0) load_chunk(fb, cb, cx, p);
-    }
-    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, cx.x_rounds, p);
+    if (!p.weights_ready) take_first_two();
+    copy_x_chunk<Act, kChunk, kTokens>(0, pa, la, cx, p);
     cp_async_commit();
-    copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, cx.x_rounds, p);
+    copy_x_chunk<Act, kChunk, kTokens>(1, pb, lb, cx, p);
     cp_async_commit();
-    while (ca.len > 0) {
+    while (la > 0) {
       cp_async_wait<1>();
       __syncwarp();  // every lane's copies of this stage are visible to the whole warp
-      compute_chunk<Act, kZero, kWeight>(acc, fa, ca, cx.ldsm_addr[0]);
+      compute_chunk<Act, kZero, kWeight>(acc, fa, la, cx.ldsm_addr[0]);
       MIXGEMM_DECODE_TRACE(6, p);
-      if (cb.len == 0) break;
-      ca = next_chunk<kChunk>(cb, a_end, p.group_atoms);
+      if (lb == 0) break;
+      pa = cur.pos;
+      la = chunk_len<kChunk>(cur, a_end);
       __syncwarp();  // the whole warp is done reading stage 0 before it is refilled
-      if (ca.len > 0) {
-        load_chunk(fa, ca, cx, p);
-        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[0], ca, cx.x_rounds, p);
+      if (la > 0) {
+        load_chunk(fa, cur, la, cx, p);
+        copy_x_chunk<Act, kChunk, kTokens>(0, pa, la, cx, p);
       }
       cp_async_commit();
       cp_async_wait<1>();
       __syncwarp();
-      compute_chunk<Act, kZero, kWeight>(acc, fb, cb, cx.ldsm_addr[1]);
+      compute_chunk<Act, kZero, kWeight>(acc, fb, lb, cx.ldsm_addr[1]);
       MIXGEMM_DECODE_TRACE(6, p);
-      if (ca.len == 0) break;
-      cb = next_chunk<kChunk>(ca, a_end, p.group_atoms);
+      if (la == 0) break;
+      pb = cur.pos;
+      lb = chunk_len<kChunk>(cur, a_end);
       __syncwarp();
-      if (cb.len > 0) {
-        load_chunk(fb, cb, cx, p);
-        copy_x_chunk<Act, kChunk, kTokens>(cx.x_stage[1], cb, cx.x_rounds, p);
+      if (lb > 0) {
+        load_chunk(fb, cur, lb, cx, p);
+        copy_x_chunk<Act, kChunk, kTokens>(1, pb, lb, cx, p);
       }
       cp_async_commit();
     }
