@@ -478,8 +478,7 @@ struct ChunkRegs {
   uint32_t z[kZero ? scale_regs<kRowAtoms>() : 1];
 };
 
-// Per-lane constants of the main loop. Offsets rather than pointers where the base is a kernel
-// parameter (read from the constant bank at each use), to keep loop-carried registers low.
+// Per-lane constants of the main loop (the running weight and scale pointers are in Cursor).
 template <int kRowAtoms, int kTiles, class WWord = uint32_t>
 struct LaneCtx {
   int k_stride_words;           // lane parts between consecutive k atoms of one row atom = na * 32
@@ -612,8 +611,9 @@ __device__ __forceinline__ void prefetch_slice(int rb, int a_begin, int a_end, c
 // (never filled). Consecutive lanes copy consecutive 16-byte pieces of one row; a warp-wide round
 // covers kRowsPerRound rows, so lane t copies piece t % kPiecesPerRow of rows t / kPiecesPerRow +
 // it * kRowsPerRound: the lane's addresses of k atom 0 are fixed per kernel (LaneCtx x_src, x_dst),
-// a chunk adds its offset once and a constant step per round, a per-lane round count (x_rounds)
-// is the tokens < m test, and the warp stops after the rounds that hold any token < m.
+// a chunk adds its offset once and a constant step per round, and a per-lane round count
+// (x_rounds) is the tokens < m test. The 8-token kernels skip the second half of the rounds when no
+// lane has a token there (x_rounds_warp).
 template <int kChunk>
 struct XCopyShape {
   static constexpr int kPiecesPerRow = 2 * kChunk;           // 16-byte pieces per row
