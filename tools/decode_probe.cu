@@ -352,6 +352,7 @@ struct Options {
   bool timing = true;
   bool verbose = false;
   bool b2b = false;  // only the back-to-back timing
+  bool plans = false;  // --plans: every (S, W) plan on small layers, cold and back to back
   bool ready = false;  // --ready: b2b launches after the first set MIXGEMM_FLAG_INPUTS_READY (same x)
   int layer_m = 0;     // --layer M: llama3-8b's seven projections, 8 layers, back to back
   int single_n = 0, single_k = 0, single_m = 0;  // --single N K M VARIANT: one launch (for ncu)
@@ -1352,6 +1353,106 @@ static bool layer_timing(const std::vector<Variant>& variants, int m) {
   return true;
 }
 
+
+// --plans: every (S, W) plan of the 8-token (M = 1) and 16-token (M = 16) bf16 s4 kernels on small
+// and mid-sized layers, cold (L2 flushed, median of 30) and back to back (graph over rotating
+// weight copies): the data behind make_plan's rule where the layer is too small to fill the GPU.
+static bool plan_sweep(const std::vector<Variant>& variants) {
+  const int sms = mixgemm::detail::current_sm_count();
+  std::printf("\n== plan sweep: bf16 x s4 g128; cold = L2 flushed, median of 30; b2b = CUDA graph of 100 launches "
+              "over rotating weight copies (>= 512 MB); %d SMs\n", sms);
+  struct Shape { int n, k; };
+  const std::vector<Shape> shapes = {{2048, 1792}, {1792, 2048}, {1024, 4096}, {2048, 2048}, {3584, 4608},
+                                     {4608, 3584}, {1536, 8960}, {8960, 1536}, {1792, 8192}, {4096, 4096},
+                                     {5120, 5120}, {6144, 4096}, {2560, 2560}, {1024, 1024}};
+  const size_t flush_bytes = 256u << 20;
+  void* flush = nullptr;
+  CUDA_CHECK(cudaMalloc(&flush, flush_bytes));
+  Workspace ws;
+  ws.bytes = 64u << 20;
+  CUDA_CHECK(cudaMalloc(&ws.ptr, ws.bytes));
+  CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
+  constexpr int kRuns = 30;
+  std::vector<cudaEvent_t> ev(2 * kRuns);
+  for (auto& e : ev) CUDA_CHECK(cudaEventCreate(&e));
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  cudaStream_t st;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  for (const Shape& sh : shapes) {
+    const int group = 128;
+    const size_t wbytes = static_cast<size_t>(sh.n) * sh.k / 2;
+    const size_t sbytes = static_cast<size_t>(sh.k / group) * sh.n * 2;
+    const int copies = static_cast<int>(std::min<size_t>(100, std::max<size_t>(2, ((512u << 20) + wbytes - 1) / wbytes)));
+    std::vector<void*> dw(copies), ds(copies);
+    for (int c = 0; c < copies; ++c) {
+      CUDA_CHECK(cudaMalloc(&dw[c], wbytes));
+      CUDA_CHECK(cudaMalloc(&ds[c], sbytes));
+      fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(dw[c]), wbytes / 4, 1234u + c);
+      fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(ds[c]), sbytes / 2, 99u + c, -7);
+    }
+    Dataset d;
+    d.n = sh.n; d.k = sh.k; d.group = group; d.bf16 = true; d.zero = false; d.fmt = kBf16;
+    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(kMaxTok) * sh.k * 2));
+    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * sh.n * 2));
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(kMaxTok) * sh.k, 7u, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    for (int m : {1, 16}) {
+      double best_cold = 1e30, best_b2b = 1e30, auto_cold = 0, auto_b2b = 0;
+      std::string best_cold_s, best_b2b_s, auto_s;
+      for (const Variant& v : variants) {
+        if (!v.bf16 || v.zero || v.tokens != (m == 1 ? 8 : 16)) continue;
+        std::vector<mixgemm_problem> ps(copies);
+        for (int c = 0; c < copies; ++c) {
+          d.dw = dw[c]; d.ds = ds[c];
+          ps[c] = make_problem(d, m, 0, ws);
+        }
+        std::string err;
+        if (v.check(ps[0], err) != MIXGEMM_OK) { std::printf("   skip %s: %s\n", v.name.c_str(), err.c_str()); continue; }
+        const DecodePlan autop = v.make_plan(ps[0], sms);
+        const int kc = (sh.k / 16 + 7) / 8;  // upper bound on chunks; finish_plan balances slices
+        std::vector<std::pair<int, int>> sw;
+        for (int s : {1, 2, 3, 4, 6, 8})
+          for (int w : {1, 2, 4, 8, 16}) {
+            if (w > v.max_warps_k || (w == 16 && s != 1) || s * w > std::max(1, kc)) continue;
+            sw.push_back({s, w});
+          }
+        for (auto [s, w] : sw) {
+          mixgemm_problem pf = ps[0];
+          pf.split_k = s;
+          const DecodePlan plan = v.finish_plan(pf, s, w);
+          if (plan.workspace_bytes > ws.bytes) continue;
+          const bool is_auto = plan.splits == autop.splits && plan.warps_k == autop.warps_k;
+          if (v.run_plan(ps[0], plan, st, err) != MIXGEMM_OK) { std::printf("   %s S=%d W=%d: %s\n", v.name.c_str(), s, w, err.c_str()); continue; }
+          CUDA_CHECK(cudaStreamSynchronize(st));
+          const double cold = time_median([&] { v.run_plan(ps[0], plan, 0, err); }, flush, flush_bytes, ev, kRuns);
+          const double b2b = graph_us_per_launch(st, e0, e1, 100, [&](int it) { v.run_plan(ps[it % copies], plan, st, err); });
+          char tag[128];
+          std::snprintf(tag, sizeof tag, "%s S=%d%s W=%d R=%d grid=%dx%d", v.name.c_str(), plan.splits,
+                        plan.cluster ? "c" : "", plan.warps_k, plan.rows_per_cta, plan.grid_x, plan.splits);
+          std::printf("   n=%-5d k=%-5d m=%-2d %-44s %s cold %7.2f us  b2b %7.2f us\n", sh.n, sh.k, m, tag,
+                      is_auto ? "auto" : "    ", cold, b2b);
+          if (cold < best_cold) { best_cold = cold; best_cold_s = tag; }
+          if (b2b < best_b2b) { best_b2b = b2b; best_b2b_s = tag; }
+          if (is_auto && v.row_atoms == 2) { auto_cold = cold; auto_b2b = b2b; auto_s = tag; }
+        }
+      }
+      std::printf("SUMMARY n=%-5d k=%-5d m=%-2d r2 auto %s: cold %.2f b2b %.2f | best cold %.2f (%s) | best b2b %.2f (%s)\n",
+                  sh.n, sh.k, m, auto_s.c_str(), auto_cold, auto_b2b, best_cold, best_cold_s.c_str(), best_b2b,
+                  best_b2b_s.c_str());
+      std::fflush(stdout);
+    }
+    d.dw = d.ds = nullptr;
+    free_dataset(d);
+    for (int c = 0; c < copies; ++c) { cudaFree(dw[c]); cudaFree(ds[c]); }
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  cudaFree(flush);
+  cudaFree(ws.ptr);
+  return true;
+}
+
 int main(int argc, char** argv) {
   Options opt;
   for (int i = 1; i < argc; ++i) {
@@ -1360,6 +1461,7 @@ int main(int argc, char** argv) {
     else if (a == "--time-only") opt.correctness = false;
     else if (a == "--verbose") opt.verbose = true;
     else if (a == "--b2b") opt.b2b = true;
+    else if (a == "--plans") opt.plans = true;
     else if (a == "--ready") opt.ready = true;
     else if (a == "--layer" && i + 1 < argc) opt.layer_m = std::atoi(argv[++i]);
     else if (a == "--single" && i + 4 < argc) {
@@ -1370,7 +1472,7 @@ int main(int argc, char** argv) {
     }
     else if (a == "--deadline" && i + 1 < argc) opt.deadline = std::atof(argv[++i]);
     else {
-      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--b2b [--ready]] [--layer M] [--single N K M VARIANT] [--deadline SECONDS]\n", argv[0]);
+      std::printf("usage: %s [--quick] [--time-only] [--verbose] [--b2b [--ready]] [--plans] [--layer M] [--single N K M VARIANT] [--deadline SECONDS]\n", argv[0]);
       return 2;
     }
   }
@@ -1414,6 +1516,11 @@ int main(int argc, char** argv) {
   }
   if (opt.layer_m > 0) {
     ok = layer_timing(variants, opt.layer_m);
+    g_done = true;
+    return ok ? 0 : 1;
+  }
+  if (opt.plans) {
+    ok = plan_sweep(variants);
     g_done = true;
     return ok ? 0 : 1;
   }

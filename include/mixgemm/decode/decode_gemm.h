@@ -1213,8 +1213,10 @@ struct DecodeGemm {
   //   long-running warps (so no ragged second wave), but never a slice shorter than two chunks.
   //   W = min(8, pow2_floor(P)) slices inside a CTA (cheap smem reduction), S = P / W CTAs along
   //   K (workspace reduction); R = 8 / W row blocks per CTA share x through L1. Where S = 2 and
-  //   the instantiation takes wide CTAs: W = 16, S = 1 (see kMaxWarpsWide). A forced split_k = S
-  //   keeps S and takes W = pow2_floor(KC / 2 / S) <= 8.
+  //   the instantiation takes wide CTAs: W = 16, S = 1 (see kMaxWarpsWide). Where K is short
+  //   (P = KC / 2 < resident / NB): one CTA of W' = pow2_floor(min(resident / NB, KC)) <= 8 (16
+  //   wide) slices if W' > P (slices of one or two chunks). A forced split_k = S keeps S and takes
+  //   W = pow2_floor(KC / 2 / S) <= 8.
   static DecodePlan make_plan(const mixgemm_problem& p, int sm_count) {
     const int na = static_cast<int>(p.n / 16);
     const int ka = static_cast<int>(p.k / 16);
@@ -1227,9 +1229,20 @@ struct DecodeGemm {
       warps_k = std::min(impl::kMaxWarps, pow2_floor(std::max(1, slice_max / splits)));
     } else {
       const int resident = std::max(1, sm_count) * kBlocksPerSm * impl::kMaxWarps;
-      const int slices = std::max(1, std::min(resident / nb, slice_max));
+      const int per_row = std::max(1, resident / nb);
+      const int slices = std::min(per_row, slice_max);
       warps_k = std::min(impl::kMaxWarps, pow2_floor(slices));
       splits = slices / warps_k;
+      // Short K (the two-chunk minimum binds before the GPU is full): more slices of one CTA, down
+      // to one chunk each, where that gives more slices than the split would. (H100, 14 layers of
+      // 1-20 MB, every plan timed: 2048x1792 at M = 1 went from 4 to 8 warps per row block,
+      // 9.6 -> 7.6 us cold and 5.1 -> 3.5 us back to back; `decode_probe --plans`.)
+      const int one_cta = std::min(wide_fits() ? impl::kMaxWarpsWide : impl::kMaxWarps,
+                                   pow2_floor(std::min(per_row, kc)));
+      if (one_cta > slices) {
+        warps_k = one_cta;
+        splits = 1;
+      }
       // Split CTAs need one counter per row tile (never reached on today's GPUs: a split only
       // happens when NB < resident warps).
       if (ceil_div(nb, std::min(impl::kMaxWarps / warps_k, nb)) > impl::kMaxCounters) splits = 1;
