@@ -16,18 +16,19 @@ echo "[$(( $(date +%s) - t0 ))s] installed: $(cd /tmp && python3 -c 'import mixg
 has() { [[ ",${ITER_STEPS:-probe,fp,layer}," == *",$1,"* ]]; }
 if has probe; then
   nvcc -std=c++17 -O3 --expt-relaxed-constexpr -Iinclude -gencode=arch=compute_90,code=sm_90 tools/decode_probe.cu -o /tmp/decode_probe > "$OUT/probe_build.txt" 2>&1 || tail -20 "$OUT/probe_build.txt"
-  timeout 150 /tmp/decode_probe ${PROBE_ARGS:---quick} > "$OUT/probe.txt" 2>&1; echo "[$(( $(date +%s) - t0 ))s] probe rc=$?"; tail -4 "$OUT/probe.txt"
+  timeout 150 /tmp/decode_probe ${PROBE_ARGS:---quick} > "$OUT/probe.txt" 2>&1; rc=$?
+  echo "[$(( $(date +%s) - t0 ))s] probe rc=$rc"; tail -4 "$OUT/probe.txt"
 fi
 cd /tmp
 if has fp; then
-  timeout 300 python3 -m pytest -q -x -p no:cacheprovider "$SRC/tests/gpu/test_forward_progress.py" > "$OUT/fp.txt" 2>&1
-  echo "[$(( $(date +%s) - t0 ))s] forward progress rc=$?"; tail -4 "$OUT/fp.txt"
+  timeout 300 python3 -m pytest -q -x -p no:cacheprovider "$SRC/tests/gpu/test_forward_progress.py" > "$OUT/fp.txt" 2>&1; rc=$?
+  echo "[$(( $(date +%s) - t0 ))s] forward progress rc=$rc"; tail -4 "$OUT/fp.txt"
 fi
 if has layer; then
   timeout 150 python3 -m mixgemm.cli bench --layer llama3-8b --m 1,16 2>&1 | grep "per layer"
   echo "[$(( $(date +%s) - t0 ))s] layer done"
 fi
 if has test; then
-  timeout 400 python3 -m pytest -q -x -p no:cacheprovider ${TEST_ARGS:-} "$SRC/tests" > "$OUT/pytest.txt" 2>&1
-  echo "[$(( $(date +%s) - t0 ))s] pytest rc=$?"; tail -6 "$OUT/pytest.txt"
+  timeout 400 python3 -m pytest -q -x -p no:cacheprovider ${TEST_ARGS:-} "$SRC/tests" > "$OUT/pytest.txt" 2>&1; rc=$?
+  echo "[$(( $(date +%s) - t0 ))s] pytest rc=$rc"; tail -6 "$OUT/pytest.txt"
 fi

@@ -1233,16 +1233,6 @@ struct DecodeGemm {
       const int slices = std::min(per_row, slice_max);
       warps_k = std::min(impl::kMaxWarps, pow2_floor(slices));
       splits = slices / warps_k;
-      // Short K (the two-chunk minimum binds before the GPU is full): more slices of one CTA, down
-      // to one chunk each, where that gives more slices than the split would. (H100, 14 layers of
-      // 1-20 MB, every plan timed: 2048x1792 at M = 1 went from 4 to 8 warps per row block,
-      // 9.6 -> 7.6 us cold and 5.1 -> 3.5 us back to back; `decode_probe --plans`.)
-      const int one_cta = std::min(wide_fits() ? impl::kMaxWarpsWide : impl::kMaxWarps,
-                                   pow2_floor(std::min(per_row, kc)));
-      if (one_cta > slices) {
-        warps_k = one_cta;
-        splits = 1;
-      }
       // Split CTAs need one counter per row tile (never reached on today's GPUs: a split only
       // happens when NB < resident warps).
       if (ceil_div(nb, std::min(impl::kMaxWarps / warps_k, nb)) > impl::kMaxCounters) splits = 1;
@@ -1251,6 +1241,16 @@ struct DecodeGemm {
       // H100 than S = 4 of 8 warps.
       if (splits == 2 && warps_k == impl::kMaxWarps && wide_fits()) {
         warps_k = impl::kMaxWarpsWide;
+        splits = 1;
+      }
+      // Short K (the two-chunk minimum binds before the GPU is full): more slices of one CTA, down
+      // to one chunk each, where that gives more slices than the split would. (H100, 14 layers of
+      // 1-20 MB, every plan timed: 2048x1792 at M = 1 went from 4 to 8 warps per row block,
+      // 9.6 -> 7.6 us cold and 5.1 -> 3.5 us back to back; `decode_probe --plans`.)
+      const int one_cta = std::min(wide_fits() ? impl::kMaxWarpsWide : impl::kMaxWarps,
+                                   pow2_floor(std::min(per_row, kc)));
+      if (one_cta > slices) {
+        warps_k = one_cta;
         splits = 1;
       }
     }
