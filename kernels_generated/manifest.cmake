@@ -85,6 +85,9 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t64x128x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t64x256x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t64x64x64_c1x1_pp.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x256x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x64x64_c1x1_coop.cu"
@@ -98,6 +101,9 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t64x128x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t64x256x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t64x64x64_c1x1_pp.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x256x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x64x64_c1x1_coop.cu"
@@ -118,6 +124,9 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t64x128x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t64x256x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t64x64x64_c1x1_pp.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x256x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x64x64_c1x1_coop.cu"
@@ -131,6 +140,9 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x64x64_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t64x128x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t64x256x64_c1x1_pp.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t64x64x64_c1x1_pp.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x256x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x64x64_c1x1_coop.cu"
@@ -222,6 +234,9 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t64x128x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t64x256x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs4_g_bf16_t64x64x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xs8_g_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -235,6 +250,9 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_b
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t64x128x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t64x256x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu4_gz_bf16_t64x64x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xu8_gz_bf16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -255,6 +273,9 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t64x128x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t64x256x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs4_g_f16_t64x64x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xs8_g_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
@@ -268,6 +289,9 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f1
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t128x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t256x64x64_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t64x128x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t64x256x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu4_gz_f16_t64x64x64_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t128x64x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")

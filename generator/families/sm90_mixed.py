@@ -37,9 +37,13 @@ DEFAULT_TILES = {((128, 16), (2, 1)), ((128, 64), (1, 1)), ((256, 128), (1, 1)),
 # 256-row one for large layers at M = 32-128 (H100 tune, 2026-11-23: 6-19% faster than 128x64 on
 # 28672x4096, 10240x8192, 57344x8192 and 8192x28672).
 DEFAULT_SK_TILES = {((128, 64), (1, 1)), ((256, 64), (1, 1)), ((128, 128), (1, 1)), ((128, 256), (1, 1))}
+# Ping-pong 64-row tiles for M = 64-512 on small and mid-sized layers (H100 tune of 26 tiles on 17
+# shapes, 2026-11-23: t64x64 / t64x128 / t64x256 were the fastest at 24 of 68 points, 5-16% ahead
+# of the best cooperative tile on 2048x1792 to 8192x8192; benchmarks/results/h100_tune_tiles_m64_512.json).
+DEFAULT_PP_TILES = {((64, 64), (1, 1)), ((64, 128), (1, 1)), ((64, 256), (1, 1))}
 # Per default_tier, (data-parallel tiles, stream-K tiles): 8-bit weights (not yet tuned) the four
 # regimes and one stream-K tile for M = 17..256; e5m2 only a small-batch and a prefill tile.
-DEFAULT = {"4bit": (DEFAULT_TILES, DEFAULT_SK_TILES),
+DEFAULT = {"4bit": (DEFAULT_TILES | DEFAULT_PP_TILES, DEFAULT_SK_TILES),
            "8bit": (DEFAULT_TILES, {((128, 64), (1, 1))}),
            "e5m2": ({((128, 64), (1, 1)), ((128, 256), (1, 1))}, set())}
 SMOKE = "mixgemm_sm90_bf16xs4_g_bf16_t128x64x64_c1x1_coop"
@@ -159,7 +163,8 @@ class Sm90MixedSpec(KernelSpec):
     def in_default_set(self) -> bool:
         data_parallel, stream_k = DEFAULT[default_tier(self.weight)]
         tiles = stream_k if self.decomp == Decomposition.STREAM_K else data_parallel
-        return (self.tile[:2], self.cluster) in tiles and self.schedule == Schedule.COOPERATIVE
+        # the schedule follows from the tile (invalid_reason: 64 rows ping-pong, 128/256 cooperative)
+        return (self.tile[:2], self.cluster) in tiles
 
     def is_smoke(self) -> bool:
         return self.name() == SMOKE
