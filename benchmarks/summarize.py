@@ -47,7 +47,7 @@ def summarize(doc: dict, large_bytes: float) -> list[str]:
         small = [r for r in rs if r["weight_bytes"] < large_bytes]
         roof = lambda r, key="mixgemm_us": r["roofline_us"] / r[key]
         ratio = [r["mixgemm_us"] / r["cublas_us"] for r in rs]
-        s = (f"M={m}: geomean {geomean([roof(r) for r in rs]):.0%} of the w4 roofline (eager, L2 flushed); "
+        s = (f"M={m}: geomean {geomean([roof(r) for r in rs]):.0%} of the roofline at the weight width (eager, L2 flushed); "
              f"large layers {pct_range([roof(r) for r in large])}")
         if graph and large and all(r.get("mixgemm_graph_us") for r in large):
             s += f" (graph, back to back: {pct_range([roof(r, 'mixgemm_graph_us') for r in large])})"
