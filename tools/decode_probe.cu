@@ -1043,6 +1043,46 @@ static double graph_us_per_launch(cudaStream_t st, cudaEvent_t e0, cudaEvent_t e
 // the weights (>= 512 MB in all, so nothing stays in L2), captured in one CUDA graph (PDL edges
 // kept), no flush in between. Time per launch = graph time / launches. Small shapes also get forced
 // splits, to price the split-K epilogue.
+// bf16 x s4 weights of one shape in enough rotating copies (>= 512 MB, at most 100) that
+// back-to-back launches read them from DRAM, plus x and y: the b2b and --plans timings' data.
+struct RotatingWeights {
+  int copies;
+  std::vector<void*> dw, ds;
+  Dataset d;
+  RotatingWeights(int n, int k, int group, size_t wbytes, size_t sbytes)
+      : copies(static_cast<int>(std::min<size_t>(100, std::max<size_t>(2, ((512u << 20) + wbytes - 1) / wbytes)))),
+        dw(copies), ds(copies) {
+    for (int c = 0; c < copies; ++c) {
+      CUDA_CHECK(cudaMalloc(&dw[c], wbytes));
+      CUDA_CHECK(cudaMalloc(&ds[c], sbytes));
+      fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(dw[c]), wbytes / 4, 1234u + c);
+      fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(ds[c]), sbytes / 2, 99u + c, -7);
+    }
+    d.n = n; d.k = k; d.group = group; d.bf16 = true; d.zero = false; d.fmt = kBf16;
+    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(kMaxTok) * k * 2));
+    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * n * 2));
+    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(kMaxTok) * k, 7u, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  ~RotatingWeights() {
+    d.dw = d.ds = nullptr;  // the copies' buffers, freed below
+    free_dataset(d);
+    for (int c = 0; c < copies; ++c) { cudaFree(dw[c]); cudaFree(ds[c]); }
+  }
+  // One problem per weight copy (split_k 0).
+  std::vector<mixgemm_problem> problems(int m, const Workspace& ws) {
+    std::vector<mixgemm_problem> ps(copies);
+    for (int c = 0; c < copies; ++c) {
+      d.dw = dw[c];
+      d.ds = ds[c];
+      ps[c] = make_problem(d, m, 0, ws);
+    }
+    return ps;
+  }
+  RotatingWeights(const RotatingWeights&) = delete;
+  RotatingWeights& operator=(const RotatingWeights&) = delete;
+};
+
 static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
   const int sms = mixgemm::detail::current_sm_count();
   std::printf("\n== back-to-back timing (CUDA graph): bf16 x s4 g128, rotating weight copies (>= 512 MB), "
@@ -1065,30 +1105,14 @@ static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
     const int group = std::min(128, sh.k);
     const size_t wbytes = static_cast<size_t>(sh.n) * sh.k / 2;
     const size_t sbytes = static_cast<size_t>(sh.k / group) * sh.n * 2;
-    const int copies = static_cast<int>(std::min<size_t>(100, std::max<size_t>(2, ((512u << 20) + wbytes - 1) / wbytes)));
-    std::vector<void*> dw(copies), ds(copies);
-    for (int c = 0; c < copies; ++c) {
-      CUDA_CHECK(cudaMalloc(&dw[c], wbytes));
-      CUDA_CHECK(cudaMalloc(&ds[c], sbytes));
-      fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(dw[c]), wbytes / 4, 1234u + c);
-      fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(ds[c]), sbytes / 2, 99u + c, -7);
-    }
-    Dataset d;
-    d.n = sh.n; d.k = sh.k; d.group = group; d.bf16 = true; d.zero = false; d.fmt = kBf16;
-    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(kMaxTok) * sh.k * 2));
-    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * sh.n * 2));
-    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(kMaxTok) * sh.k, 7u, 0);
-    CUDA_CHECK(cudaDeviceSynchronize());
+    RotatingWeights rw(sh.n, sh.k, group, wbytes, sbytes);
+    const int copies = rw.copies;
     const bool small = wbytes <= (16u << 20);
     for (int m : {1, 16}) {
       const double bytes = static_cast<double>(wbytes) + sbytes + 2.0 * m * sh.k + 2.0 * m * sh.n;
       for (const Variant& v : variants) {
         if (!v.bf16 || v.zero || v.tokens != (m == 1 ? 8 : 16)) continue;
-        std::vector<mixgemm_problem> ps(copies);
-        for (int c = 0; c < copies; ++c) {
-          d.dw = dw[c]; d.ds = ds[c];
-          ps[c] = make_problem(d, m, 0, ws);
-        }
+        const std::vector<mixgemm_problem> ps = rw.problems(m, ws);
         std::string err;
         if (v.check(ps[0], err) != MIXGEMM_OK) { std::printf("   skip %s: %s\n", v.name.c_str(), err.c_str()); continue; }
         std::vector<std::pair<DecodePlan, const char*>> plans = {{v.make_plan(ps[0], sms), "auto"}};
@@ -1120,9 +1144,6 @@ static bool b2b_timing(const std::vector<Variant>& variants, bool ready) {
         }
       }
     }
-    d.dw = d.ds = nullptr;
-    free_dataset(d);
-    for (int c = 0; c < copies; ++c) { cudaFree(dw[c]); cudaFree(ds[c]); }
   }
   // A plain streaming read (8 blocks of 256 threads per SM, 8 x 16 bytes in flight per thread) of
   // rotating buffers, launched the same way: what the memory system gives a kernel of this size.
@@ -1384,30 +1405,14 @@ static bool plan_sweep(const std::vector<Variant>& variants) {
     const int group = 128;
     const size_t wbytes = static_cast<size_t>(sh.n) * sh.k / 2;
     const size_t sbytes = static_cast<size_t>(sh.k / group) * sh.n * 2;
-    const int copies = static_cast<int>(std::min<size_t>(100, std::max<size_t>(2, ((512u << 20) + wbytes - 1) / wbytes)));
-    std::vector<void*> dw(copies), ds(copies);
-    for (int c = 0; c < copies; ++c) {
-      CUDA_CHECK(cudaMalloc(&dw[c], wbytes));
-      CUDA_CHECK(cudaMalloc(&ds[c], sbytes));
-      fill_random_words<<<1024, 256>>>(static_cast<uint32_t*>(dw[c]), wbytes / 4, 1234u + c);
-      fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(ds[c]), sbytes / 2, 99u + c, -7);
-    }
-    Dataset d;
-    d.n = sh.n; d.k = sh.k; d.group = group; d.bf16 = true; d.zero = false; d.fmt = kBf16;
-    CUDA_CHECK(cudaMalloc(&d.dx, static_cast<size_t>(kMaxTok) * sh.k * 2));
-    CUDA_CHECK(cudaMalloc(&d.dy, static_cast<size_t>(kMaxTok) * sh.n * 2));
-    fill_random_bf16<<<256, 256>>>(static_cast<uint16_t*>(d.dx), static_cast<size_t>(kMaxTok) * sh.k, 7u, 0);
-    CUDA_CHECK(cudaDeviceSynchronize());
+    RotatingWeights rw(sh.n, sh.k, group, wbytes, sbytes);
+    const int copies = rw.copies;
     for (int m : {1, 16}) {
       double best_cold = 1e30, best_b2b = 1e30, auto_cold = 0, auto_b2b = 0;
       std::string best_cold_s, best_b2b_s, auto_s;
       for (const Variant& v : variants) {
         if (!v.bf16 || v.zero || v.tokens != (m == 1 ? 8 : 16)) continue;
-        std::vector<mixgemm_problem> ps(copies);
-        for (int c = 0; c < copies; ++c) {
-          d.dw = dw[c]; d.ds = ds[c];
-          ps[c] = make_problem(d, m, 0, ws);
-        }
+        const std::vector<mixgemm_problem> ps = rw.problems(m, ws);
         std::string err;
         if (v.check(ps[0], err) != MIXGEMM_OK) { std::printf("   skip %s: %s\n", v.name.c_str(), err.c_str()); continue; }
         const DecodePlan autop = v.make_plan(ps[0], sms);
@@ -1443,9 +1448,6 @@ static bool plan_sweep(const std::vector<Variant>& variants) {
                   best_b2b_s.c_str());
       std::fflush(stdout);
     }
-    d.dw = d.ds = nullptr;
-    free_dataset(d);
-    for (int c = 0; c < copies; ++c) { cudaFree(dw[c]); cudaFree(ds[c]); }
   }
   for (auto& e : ev) cudaEventDestroy(e);
   cudaFree(flush);
