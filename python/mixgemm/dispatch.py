@@ -150,7 +150,8 @@ def autotune_key(key: DispatchKey, m: int, n: int, k: int, group_size: int, devi
 
 # NOTE(autotune): candidates within this factor of the best estimate are timed, at most this many,
 # plus each family's best estimate (so a family the model misjudges on a shape is still measured).
-AUTOTUNE_SPREAD, AUTOTUNE_MAX = 3.0, 6
+# Each is timed in AUTOTUNE_ROUNDS interleaved rounds; the best median counts (ops.autotune).
+AUTOTUNE_SPREAD, AUTOTUNE_MAX, AUTOTUNE_ROUNDS = 3.0, 6, 3
 
 
 def autotune_candidates(candidates: list[tuple[str, Optional[float]]], family_of: dict[str, str]) -> list[str]:

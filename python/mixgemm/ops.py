@@ -166,9 +166,6 @@ def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor
          (data, scales, zeros), bias)
 
 
-AUTOTUNE_ROUNDS = 3
-
-
 def autotune_enabled() -> bool:
     """MIXGEMM_AUTOTUNE=0 turns first-use timing off (dispatch then uses the analytical estimate)."""
     return os.environ.get("MIXGEMM_AUTOTUNE", "1") != "0"
@@ -201,7 +198,7 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
         # NOTE(noise): interleaved rounds, the best median counts (as `mixgemm tune` measures): on
         # small layers the candidates lie within a microsecond or two, and one round of 7 picked a
         # 32-token decode kernel for M = 1 (H100, 2048x1792).
-        for _ in range(AUTOTUNE_ROUNDS):
+        for _ in range(dispatch.AUTOTUNE_ROUNDS):
             for name, plan in plans.items():
                 t = event_us(lambda plan=plan: _run(plan, x, out, device, (data, scales, zeros)), reps=5,
                              before=flush.zero_)
