@@ -47,8 +47,14 @@ class DispatchKey:
 class Choice:
     spec: KernelSpec
     index: int
-    source: str  # 'forced', 'profile ...' or 'fallback'
+    source: str  # 'forced', 'profile exact', 'profile nearest N:K', 'autotuned on first use' or 'fallback'
     estimate_us: Optional[float] = None
+
+    @property
+    def tentative(self) -> bool:
+        """Not measured on this shape (a model estimate or a nearby shape's profile): the first
+        eager call times the candidates (ops.autotune)."""
+        return self.source == "fallback" or self.source.startswith("profile nearest")
 
 
 @dataclasses.dataclass
@@ -260,26 +266,32 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
 
     prof = profiles.load_for(gpu_name(device_index), sms, frozenset(b.spec.name() for b in built())) if candidates else None
     found = prof.lookup(str(key), profile_group(group_size, k), m_bucket(m), n, k) if prof else None
-    if found:
-        times, near = found
-        measured = [(spec, index, times[spec.name()]) for spec, index, _ in candidates if spec.name() in times]
-        if near is not None:
-            # NOTE(transfer): a measured shape stands in for this one scaled by the family's predicted
-            # change between the two (wave quantization differs: on the H100, 4096x14336 prefers the
-            # 128x16 tile at M=64, 5120x13824 the 128x64 one, 1.58x apart).
-            measured = [(spec, index, us * spec.estimate_us(m, n, k, group_size, sms, model)
-                         / spec.estimate_us(m, near[0], near[1], group_size, sms, model))
-                        for spec, index, us in measured]
+    if found and found[1] is None:
+        measured = [(spec, index, found[0][spec.name()]) for spec, index, _ in candidates if spec.name() in found[0]]
         if measured:
             spec, index, us = min(measured, key=rank)
-            how = "exact" if near is None else f"nearest {near[0]}:{near[1]}"
-            choice = Choice(spec, index, f"profile {how}", us)
+            choice = Choice(spec, index, "profile exact", us)
     if choice is None and candidates:
+        # NOTE(transfer order): a first-use measurement on this very shape outranks a nearby shape's
         tuned = _autotuned.get(autotune_key(key, m, n, k, group_size, device_index, deterministic))
         if tuned is not None:
             for spec, index, _ in candidates:
                 if spec.name() == tuned[0]:
                     choice = Choice(spec, index, "autotuned on first use", tuned[1])
+    if choice is None and found:
+        times, near = found
+        # NOTE(transfer): a measured shape stands in for this one scaled by the family's predicted
+        # change between the two (wave quantization differs: on the H100, 4096x14336 prefers the
+        # 128x16 tile at M=64, 5120x13824 the 128x64 one, 1.58x apart). The pick is a prior only:
+        # the first eager call times it against the model's candidates (ops.autotune), since the
+        # transfer can cross families wrongly (4608x3584 at M=64 took the 4096x4096 decode pick,
+        # 28.1 us, where a CUTLASS 128x64 stream-K tile ran 20.6).
+        measured = [(spec, index, times[spec.name()] * spec.estimate_us(m, n, k, group_size, sms, model)
+                     / spec.estimate_us(m, near[0], near[1], group_size, sms, model))
+                    for spec, index, _ in candidates if spec.name() in times]
+        if measured:
+            spec, index, us = min(measured, key=rank)
+            choice = Choice(spec, index, f"profile nearest {near[0]}:{near[1]}", us)
     if choice is None and candidates:
         spec, index, us = min(candidates, key=rank)
         choice = Choice(spec, index, "fallback", us)

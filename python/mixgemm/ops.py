@@ -176,7 +176,7 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
              ) -> Optional[dispatch.Choice]:
     """Time the likeliest candidates on this problem (x's M, the real weight; which ones:
     dispatch.autotune_candidates) and remember the fastest for its M bucket, as a profile entry
-    would: for shapes no profile covers, and GPUs without one. Each candidate runs with L2 flushed
+    would: for shapes no profile covers or covers only through a nearby shape, and GPUs without one. Each candidate runs with L2 flushed
     before every timed call (as `mixgemm tune` measures), on the current stream, into a scratch
     output; ranking then credits PDL overlap as dispatch does. None when fewer than two kernels are
     candidates. Not for use while a CUDA graph is being captured (nothing can be timed then)."""
@@ -185,6 +185,8 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     exp = dispatch.explain_problem(key, m, n, k, group_size, device, deterministic)
     by_name = dispatch.built_by_name()
     cands = dispatch.autotune_candidates(exp.candidates, {nm: b.spec.token for nm, b in by_name.items()})
+    if exp.choice is not None and exp.choice.spec.name() not in cands:
+        cands.append(exp.choice.spec.name())  # the nearby shape's profile pick
     if len(cands) < 2:
         return None
     from .bench import event_us  # noqa: PLC0415 (bench imports ops)
@@ -226,7 +228,7 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
         dkey = dispatch.key(layout, x.dtype, weight_dtype, zeros is not None)
         choice = dispatch.choose(dkey, m, n, k, group_size, device.index, kernel or None, deterministic)
         keep = True
-        if choice.source == "fallback" and autotune_enabled():
+        if choice.tentative and autotune_enabled():
             if torch.cuda.is_current_stream_capturing():
                 keep = False  # the capture keeps the estimate; the next eager call times it
             else:

@@ -282,6 +282,23 @@ def test_autotune_on_first_use_for_uncovered_shapes(monkeypatch):
         _forget_choices()
 
 
+def test_nearby_profile_shape_is_confirmed_by_timing():
+    """The shipped profile covers 4096x4096, not 4608x3584: its pick transfers as a prior and the
+    first eager call times it against the model's candidates."""
+    _forget_choices()
+    try:
+        pw = make(4608, 3584, "s4", "bf16")
+        x = torch.randn(64, 3584, device="cuda", dtype=torch.bfloat16)
+        first = mixgemm.explain(x, pw).choice
+        if not first.source.startswith("profile nearest"):
+            pytest.skip(f"no nearby profile entry on this GPU ({first.source})")
+        assert first.tentative
+        assert_close_to_reference(mixgemm.gemm(x, pw), reference(x, pw), "nearest, timed")
+        assert mixgemm.explain(x, pw).choice.source == "autotuned on first use"
+    finally:
+        _forget_choices()
+
+
 def test_weight_on_the_wrong_device_and_deterministic_flag():
     pw = make(1024, 1024, "s4", "bf16")
     x = torch.randn(4, 1024, device="cuda", dtype=torch.bfloat16)

@@ -58,3 +58,39 @@ def test_corrupt_file_and_other_gpu(tmp_path, monkeypatch):
 
 def test_profile_name():
     assert profiles.profile_name("NVIDIA H100 80GB HBM3") == "nvidia_h100_80gb_hbm3"
+
+
+def test_dispatch_order_exact_then_autotuned_then_nearest(tmp_path, monkeypatch):
+    """An exact profile entry is final; a nearby shape's entry is a tentative prior (the first eager
+    call times candidates), and what that measured outranks it."""
+    import torch
+
+    from mixgemm import _lib, dispatch
+    from mixgemm.generator.layouts import W4_MMA16
+
+    key = dispatch.key(W4_MMA16, torch.bfloat16, "s4", False)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"version": 1, "gpu": "GPU X", "sms": 132, "entries": [
+        {"key": str(key), "n": 4096, "k": 4096, "m": 64, "group_size": 128, "times_us": {A: 10.0, B: 20.0}}]}))
+    monkeypatch.setenv("MIXGEMM_PROFILE", str(path))
+    monkeypatch.setattr(_lib, "built_kernels", lambda: ((A, (90,)), (B, (90,))))
+    monkeypatch.setattr(dispatch, "capability", lambda device_index: 90)
+    monkeypatch.setattr(dispatch, "sm_count", lambda device_index: 132)
+    monkeypatch.setattr(dispatch, "gpu_name", lambda device_index: "GPU X")
+    for cached in (dispatch.built, dispatch.built_by_name, profiles.load_for):
+        cached.cache_clear()
+    try:
+        exact = dispatch.choose(key, 64, 4096, 4096, 128)
+        assert (exact.spec.name(), exact.source, exact.tentative) == (A, "profile exact", False)
+        near = dispatch.choose(key, 64, 4608, 3584, 128)
+        assert (near.spec.name(), near.source, near.tentative) == (A, "profile nearest 4096:4096", True)
+        for shape in ((4096, 4096), (4608, 3584)):
+            dispatch.record_autotuned(dispatch.autotune_key(key, 64, *shape, 128, 0, False), B, 15.0)
+        assert dispatch.choose(key, 64, 4096, 4096, 128).source == "profile exact"
+        tuned = dispatch.choose(key, 64, 4608, 3584, 128)
+        assert (tuned.spec.name(), tuned.source, tuned.tentative) == (B, "autotuned on first use", False)
+    finally:
+        for cached in (dispatch.built, dispatch.built_by_name, profiles.load_for):
+            cached.cache_clear()
+        dispatch._cache.clear()
+        dispatch._autotuned.clear()
