@@ -51,13 +51,18 @@ class DType(enum.Enum):
 ACTIVATIONS = (DType.BF16, DType.F16)
 """16-bit activation dtypes every weight-only kernel family serves."""
 
+FP8_ACTIVATIONS = (DType.E4M3,)
+"""8-bit float activation dtypes (quantized per token, with an [M] fp32 scale per call)."""
+
 
 class ScaleMode(enum.Enum):
     """How dequantization scales are laid out. GROUP kernels take the group size at run time and
-    also serve per-channel scales (a single group of size K)."""
+    also serve per-channel scales (a single group of size K); CHANNEL kernels take only per-channel
+    weight scales (applied in the epilogue, as with 8-bit activations and their per-token scales)."""
 
     NONE = "n"
     GROUP = "g"
+    CHANNEL = "c"
 
 
 PER_CHANNEL = -1

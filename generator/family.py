@@ -52,12 +52,15 @@ class ShapeRule:
     n_multiple: int
     k_multiple: int
     group_multiple: int  # group sizes other than K (per-channel) must be multiples of this
+    groups: bool = True  # False: per-channel scales only (group_size == K)
 
     def rejection(self, n: int, k: int, group_size: int) -> Optional[str]:
         if n % self.n_multiple:
             return f"N={n} is not a multiple of {self.n_multiple}"
         if k % self.k_multiple:
             return f"K={k} is not a multiple of {self.k_multiple}"
+        if not self.groups and group_size != k:
+            return f"group_size={group_size}: only per-channel scales (group_size == K={k}) are served"
         if group_size != k and (group_size <= 0 or k % group_size or group_size % self.group_multiple):
             return f"group_size={group_size} must divide K={k} and be a multiple of {self.group_multiple} (or per-channel)"
         return None
@@ -65,7 +68,7 @@ class ShapeRule:
     def join(self, other: "ShapeRule") -> "ShapeRule":
         """The rule a shape must meet to satisfy both."""
         return ShapeRule(math.lcm(self.n_multiple, other.n_multiple), math.lcm(self.k_multiple, other.k_multiple),
-                         math.lcm(self.group_multiple, other.group_multiple))
+                         math.lcm(self.group_multiple, other.group_multiple), self.groups and other.groups)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +106,8 @@ def unregister(token: str) -> None:
     FAMILIES.pop(token, None)
 
 
-# The type segment every weight-only family's grammar starts with: <act>x<weight>_<scale>[z]_<out>
-TYPES_PATTERN = r"(?P<act>[a-z0-9]+)x(?P<weight>[a-z0-9]+)_(?P<scale>[ng])(?P<zero>z?)_(?P<out>[a-z0-9]+)"
+# The type segment every family's grammar starts with: <act>x<weight>_<scale>[z]_<out>
+TYPES_PATTERN = r"(?P<act>[a-z0-9]+)x(?P<weight>[a-z0-9]+)_(?P<scale>[ngc])(?P<zero>z?)_(?P<out>[a-z0-9]+)"
 
 
 @dataclasses.dataclass(frozen=True)

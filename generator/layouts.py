@@ -14,6 +14,11 @@ W8_MMA16 = "w8_mma16_shuffled"
 32-bit words (value order [0,2,1,3] within each word: one mask pulls out an mma register's pair)."""
 
 
+W8_KMAJOR = "w8_kmajor"
+"""8-bit weights as plain [N, K] bytes, K contiguous (a row-major matrix): the wgmma shared-memory
+operand of the fp8 x fp8 family, which TMA loads as stored."""
+
+
 def layout_for_bits(bits: int) -> str:
     """The mma16 layout of a weight width (4 or 8 bits)."""
     try:

@@ -76,10 +76,11 @@ PYBIND11_MODULE(_C, m) {
   // changes per call crosses here, and the struct is copied, so concurrent calls share nothing.
   m.def("run", [](int index, const mixgemm_problem& base, std::uintptr_t x, std::uintptr_t y, int64_t mm,
                   std::uintptr_t workspace, size_t workspace_bytes, std::uintptr_t stream, uint32_t flags,
-                  std::uintptr_t bias) {
+                  std::uintptr_t bias, std::uintptr_t x_scales) {
     mixgemm_problem p = base;
     p.flags = flags;
     p.bias = reinterpret_cast<const void*>(bias);
+    p.x_scales = reinterpret_cast<const void*>(x_scales);
     p.x = reinterpret_cast<const void*>(x);
     p.y = reinterpret_cast<void*>(y);
     p.m = mm;
@@ -90,10 +91,22 @@ PYBIND11_MODULE(_C, m) {
     if (status == MIXGEMM_INVALID_ARGUMENT || status == MIXGEMM_NO_SUCH_KERNEL || status == MIXGEMM_WRONG_DEVICE)
       throw py::value_error(kernel_label(index) + ": " + err);
     if (status != MIXGEMM_OK) throw std::runtime_error(kernel_label(index) + ": " + err);
-  }, "copy `base`, set x, y, m, the workspace, flags (MIXGEMM_FLAG_*) and bias (0: none), check and "
+  }, "copy `base`, set x, y, m, the workspace, flags (MIXGEMM_FLAG_*), bias and x_scales (0: none), check and "
      "launch on `stream` (a cudaStream_t as int); raises ValueError before any launch on bad input",
      py::arg("index"), py::arg("base"), py::arg("x"), py::arg("y"), py::arg("m"), py::arg("workspace"),
-     py::arg("workspace_bytes"), py::arg("stream"), py::arg("flags") = 0u, py::arg("bias") = 0u);
+     py::arg("workspace_bytes"), py::arg("stream"), py::arg("flags") = 0u, py::arg("bias") = 0u,
+     py::arg("x_scales") = 0u);
+  m.def("quantize_rows_e4m3", [](std::uintptr_t x, int x_dtype, std::uintptr_t xq, std::uintptr_t scales, int64_t mm,
+                                 int64_t k, std::uintptr_t stream) {
+    char err[kErrLen] = {0};
+    int status = mixgemm_quantize_rows_e4m3(reinterpret_cast<const void*>(x), x_dtype, reinterpret_cast<void*>(xq),
+                                            reinterpret_cast<float*>(scales), mm, k,
+                                            reinterpret_cast<cudaStream_t>(stream), err, kErrLen);
+    if (status == MIXGEMM_INVALID_ARGUMENT) throw py::value_error(std::string("quantize_rows_e4m3: ") + err);
+    if (status != MIXGEMM_OK) throw std::runtime_error(std::string("quantize_rows_e4m3: ") + err);
+  }, "per-token e4m3 quantization of x [m, k] into xq [m, k] and scales [m] (mixgemm.h); asynchronous on `stream`");
+  m.attr("DTYPE_F16") = static_cast<int>(MIXGEMM_DTYPE_F16);
+  m.attr("DTYPE_BF16") = static_cast<int>(MIXGEMM_DTYPE_BF16);
   m.attr("FLAG_INPUTS_READY") = MIXGEMM_FLAG_INPUTS_READY;
   m.attr("FLAG_WEIGHTS_READY") = MIXGEMM_FLAG_WEIGHTS_READY;
 }

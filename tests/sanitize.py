@@ -13,18 +13,18 @@ import sys, torch, mixgemm
 from mixgemm.generator import KernelSpec
 from mixgemm.ops import launch
 name = sys.argv[1]
+from mixgemm.testing import kernel_inputs, kernel_weight, poisoned_output, reference, assert_close_to_reference
 spec = KernelSpec.parse(name)
-act = mixgemm.quant.torch_dtype(spec.act)
-pws = [mixgemm.quantize(torch.randn(256, 512, device="cuda"), spec.weight.short, 128, act_dtype=act)
-       for _ in range(2)]
+pws = [kernel_weight(spec, 256, 512, 128, seed=i, scale=1.0) for i in range(2)]
 for m in (1, 33) if spec.max_m() is None else (1, spec.max_m()):
-    x = torch.randn(m, 512, device="cuda", dtype=act)
+    x, xs = kernel_inputs(spec, m, 512)
     # the second launch reads the same x: it carries MIXGEMM_FLAG_INPUTS_READY (reads before the PDL wait)
     for pw in pws:
-        out = torch.full((m, 256), float("nan"), device="cuda", dtype=act)
-        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
+        out = poisoned_output(spec, m, 256)
+        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
+               x_scale=xs)
         torch.cuda.synchronize()
-        mixgemm.testing.assert_close_to_reference(out, mixgemm.testing.reference(x, pw), name)
+        assert_close_to_reference(out, reference(x, pw, x_scale=xs), name)
 print("driver ok")
 """
 

@@ -129,6 +129,10 @@ class Sm90MixedSpec(KernelSpec):
         scale_rows = 2 if self.zero else 1
         return tn * tk * self.weight.bits // 8 + tm * tk * self.act.bits // 8 + scale_rows * tn * self.act.bits // 8
 
+    def mma_flops_per_s(self, model: CostModel) -> float:
+        """The GPU's tensor-core rate for this kernel's mainloop (conversion in the loop costs issue slots)."""
+        return model.bf16_flops_per_s * model.mixed_input_efficiency
+
     def smem_epilogue_bytes(self) -> int:
         # NOTE(estimate): the TMA epilogue stages subtiles of at most 64 x 32 outputs, double buffered.
         tn, tm, _ = self.tile
@@ -232,7 +236,7 @@ class Sm90MixedSpec(KernelSpec):
             weight_bytes = tn * k * self.weight.bits / 8 + (k // group_size) * tn * act_bytes * (2 if self.zero else 1)
             x_bytes = min(tm, m) * k * act_bytes
             sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
-            sm_flops = model.bf16_flops_per_s * model.mixed_input_efficiency / sms
+            sm_flops = self.mma_flops_per_s(model) / sms
             return max((weight_bytes + x_bytes / model.l2_reuse) / sm_bw, 2.0 * tn * tm * k / sm_flops)
 
         split = self.sk_decomposition(m, n, k, sms)

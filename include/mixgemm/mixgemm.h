@@ -102,6 +102,14 @@ size_t mixgemm_workspace_bytes(int index, const mixgemm_problem* problem);
 int mixgemm_run(int index, const mixgemm_problem* problem, cudaStream_t stream, char* err,
                 size_t err_len);
 
+// Per-token dynamic quantization of activations to e4m3 (the input of the 8-bit-activation
+// kernels): for each of the m rows of x [m, k] (row-major, MIXGEMM_DTYPE_F16 or _BF16, 16-byte
+// aligned, k a multiple of 8), scales[row] = max |x[row, :]| / 448 (1 for an all-zero row) and
+// xq[row, k] = e4m3(x / scale) rounded to nearest even, saturated to +-448. xq [m, k] bytes,
+// scales [m] fp32. One kernel launch on `stream`; asynchronous.
+int mixgemm_quantize_rows_e4m3(const void* x, int x_dtype, void* xq, float* scales, int64_t m, int64_t k,
+                               cudaStream_t stream, char* err, size_t err_len);
+
 const char* mixgemm_version(void);
 
 }  // extern "C"

@@ -18,7 +18,7 @@ import torch
 from . import _lib, profiles
 from .generator.dtypes import DType, PER_CHANNEL, ScaleMode
 from .generator.family import COST, CostModel, KernelSpec
-from .quant import ACT_DTYPES
+from .quant import ACT_DTYPES, FP8_ACT_DTYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +79,16 @@ class Explanation:
 
 
 @functools.cache
-def key(layout: str, act: torch.dtype, weight_dtype: str, zero: bool) -> DispatchKey:
-    """The dispatch key of a call: the PackedWeight's layout, format and zero points, and x's dtype
-    (the kernels write the activation dtype)."""
-    return DispatchKey(layout, ACT_DTYPES[act], DType.from_short(weight_dtype), ScaleMode.GROUP, zero, ACT_DTYPES[act])
+def key(layout: str, act: torch.dtype, weight_dtype: str, zero: bool, out: Optional[torch.dtype] = None) -> DispatchKey:
+    """The dispatch key of a call: the PackedWeight's layout, format and zero points, x's dtype and
+    the output dtype (default: x's; 16-bit activations write their own dtype). 16-bit activations
+    take group-scale kernels (which also serve per-channel scales); 8-bit float activations the
+    per-channel ones (scales applied in the epilogue with the per-token ones)."""
+    fp8 = act in FP8_ACT_DTYPES
+    act_d = FP8_ACT_DTYPES[act] if fp8 else ACT_DTYPES[act]
+    out_d = ACT_DTYPES[out] if out is not None else act_d
+    return DispatchKey(layout, act_d, DType.from_short(weight_dtype), ScaleMode.CHANNEL if fp8 else ScaleMode.GROUP,
+                       zero, out_d)
 
 
 @dataclasses.dataclass(frozen=True)

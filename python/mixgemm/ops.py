@@ -12,8 +12,8 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _lib, dispatch
-from .packed import PackedWeight, Plan
-from .quant import ACT_DTYPES
+from .packed import PackedWeight, Plan, fp8_layout
+from .quant import ACT_DTYPES, FP8_ACT_DTYPES
 
 _workspace_bytes: dict[tuple, int] = {}
 _workspaces: dict[tuple, torch.Tensor] = {}
@@ -128,12 +128,12 @@ def _weights_ready(device: int, stream: int, weights: tuple) -> bool:
 
 
 def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, weights: tuple,
-         bias: Optional[torch.Tensor] = None) -> None:
+         bias: Optional[torch.Tensor] = None, x_scale: Optional[torch.Tensor] = None) -> None:
     """Launch `plan` on the current stream; weights = (data, scales, zeros) of the packed weight, for
-    the ready flags (NOTE(inputs ready))."""
+    the ready flags (NOTE(inputs ready)); x_scale: [M] fp32 per-token scales of 8-bit activations."""
     if device != _current_device():
         with torch.cuda.device(device):
-            return _run(plan, x, out, device, weights, bias)
+            return _run(plan, x, out, device, weights, bias, x_scale)
     lib = _lib.load()
     stream = _raw_stream(device)
     ws = workspace(device, stream, plan.workspace_bytes).data_ptr() if plan.workspace_bytes else 0
@@ -152,18 +152,19 @@ def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, weights
                 flags |= lib.FLAG_INPUTS_READY
             _last_x[(device, stream)] = (x, token)
     lib.run(plan.index, plan.base, x_ptr, out.data_ptr(), x.shape[0], ws, plan.workspace_bytes, stream, flags,
-            bias.data_ptr() if bias is not None else 0)
+            bias.data_ptr() if bias is not None else 0, x_scale.data_ptr() if x_scale is not None else 0)
 
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-           out: torch.Tensor, group_size: int, split_k: int = 0, bias: Optional[torch.Tensor] = None) -> None:
+           out: torch.Tensor, group_size: int, split_k: int = 0, bias: Optional[torch.Tensor] = None,
+           x_scale: Optional[torch.Tensor] = None) -> None:
     """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous).
     split_k >= 1 forces that many K-slices on kernels that split K (tests use it); bias [N] is
-    added in the kernel."""
+    added in the kernel; x_scale [M] fp32 for 8-bit activations."""
     m, k = x.shape
     device = x.device.index
     _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device,
-         (data, scales, zeros), bias)
+         (data, scales, zeros), bias, x_scale)
 
 
 def autotune_enabled() -> bool:
@@ -172,7 +173,8 @@ def autotune_enabled() -> bool:
 
 
 def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor,
-             zeros: Optional[torch.Tensor], n: int, k: int, group_size: int, deterministic: bool
+             zeros: Optional[torch.Tensor], n: int, k: int, group_size: int, deterministic: bool,
+             x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None
              ) -> Optional[dispatch.Choice]:
     """Time the likeliest candidates on this problem (x's M, the real weight; which ones:
     dispatch.autotune_candidates) and remember the fastest for its M bucket, as a profile entry
@@ -192,7 +194,7 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     from .bench import event_us  # noqa: PLC0415 (bench imports ops)
     cap = dispatch.capability(device)
     flush = torch.empty(64 << 20, dtype=torch.uint8, device=x.device)
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    out = torch.empty((m, n), dtype=out_dtype or x.dtype, device=x.device)
     times: dict[str, float] = {}
     with torch.cuda.device(device):
         plans = {name: _prepare(by_name[name].index, data, scales, zeros, m, n, k, group_size, 0, device)
@@ -202,8 +204,8 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
         # 32-token decode kernel for M = 1 (H100, 2048x1792).
         for _ in range(dispatch.AUTOTUNE_ROUNDS):
             for name, plan in plans.items():
-                t = event_us(lambda plan=plan: _run(plan, x, out, device, (data, scales, zeros)), reps=5,
-                             before=flush.zero_)
+                t = event_us(lambda plan=plan: _run(plan, x, out, device, (data, scales, zeros), None, x_scale),
+                             reps=5, before=flush.zero_)
                 times[name] = min(times.get(name, t), t)
     best = min(times, key=lambda nm: dispatch.rank_key(by_name[nm].spec, times[nm], cap))
     akey = dispatch.autotune_key(key, m, n, k, group_size, device, deterministic)
@@ -213,7 +215,8 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
 
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
              n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
-             deterministic: bool = False, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+             deterministic: bool = False, bias: Optional[torch.Tensor] = None,
+             x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): kernels load x in 16-byte vectors; an offset view is copied
     if bias is not None and (bias.data_ptr() % 16 or not bias.is_contiguous()):
@@ -222,40 +225,46 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
     device = x.device
     # NOTE(overhead): one lookup per call; the weight is identified by its buffers and shape
     lkey = (data.data_ptr(), scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0, n, k, group_size,
-            layout, weight_dtype, x.dtype, m, kernel, deterministic, device.index)
+            layout, weight_dtype, x.dtype, m, kernel, deterministic, device.index, out_dtype)
     plan = _launches.get(lkey)
     if plan is None:
-        dkey = dispatch.key(layout, x.dtype, weight_dtype, zeros is not None)
+        dkey = dispatch.key(layout, x.dtype, weight_dtype, zeros is not None, out_dtype)
         choice = dispatch.choose(dkey, m, n, k, group_size, device.index, kernel or None, deterministic)
         keep = True
         if choice.tentative and autotune_enabled():
             if torch.cuda.is_current_stream_capturing():
                 keep = False  # the capture keeps the estimate; the next eager call times it
             else:
-                choice = autotune(dkey, x, data, scales, zeros, n, k, group_size, deterministic) or choice
+                choice = autotune(dkey, x, data, scales, zeros, n, k, group_size, deterministic, x_scale,
+                                  out_dtype) or choice
         plan = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0, device.index)
         if keep:
             _launches[lkey] = plan
-    out = torch.empty((m, n), dtype=x.dtype, device=device)
-    _run(plan, x, out, device.index, (data, scales, zeros), bias)
+    out = torch.empty((m, n), dtype=out_dtype or x.dtype, device=device)
+    _run(plan, x, out, device.index, (data, scales, zeros), bias, x_scale)
     return out
 
 
 @torch.library.custom_op("mixgemm::gemm", mutates_args=())
 def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
             n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
-            deterministic: bool = False, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+            deterministic: bool = False, bias: Optional[torch.Tensor] = None,
+            x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """y[M, N] = x[M, K] @ dequant(W)^T (+ bias [N], added in fp32 before the one rounding) for a
-    2-D, contiguous, validated x (see gemm()); scales, zeros and bias in x's dtype."""
-    return _forward(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic, bias)
+    2-D, contiguous, validated x (see gemm()); scales, zeros and bias in the output dtype (x's dtype
+    unless out_dtype is given: 8-bit activations, with x_scale [M] fp32)."""
+    return _forward(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic, bias,
+                    x_scale, out_dtype)
 
 
 @gemm_op.register_fake
-def _(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic=False, bias=None):
-    return x.new_empty((x.shape[0], n))
+def _(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic=False, bias=None,
+      x_scale=None, out_dtype=None):
+    return x.new_empty((x.shape[0], n), dtype=out_dtype or x.dtype)
 
 
-def _check_args(x, pw, bias, out_dtype) -> Plan:
+def _check_args(x, pw, bias, out_dtype, x_scale=None) -> tuple[Plan, torch.dtype]:
+    """Validate a call before anything reaches the GPU: (the weight's plan, the output dtype)."""
     if not isinstance(pw, PackedWeight):
         raise TypeError(f"pw must be a mixgemm.PackedWeight (from mixgemm.quantize), got {type(pw).__name__}")
     if not isinstance(x, torch.Tensor):
@@ -264,31 +273,67 @@ def _check_args(x, pw, bias, out_dtype) -> Plan:
     n, k = plan.shape
     if x.dim() < 1 or x.shape[-1] != k:
         raise ValueError(f"x.shape={tuple(x.shape)} does not match the weight: the last dim must be K={k}")
-    if x.dtype not in ACT_DTYPES:
+    fp8 = x.dtype in FP8_ACT_DTYPES
+    if x.dtype not in ACT_DTYPES and not fp8:
         raise TypeError(f"x.dtype={x.dtype} is not supported; the kernels take torch.bfloat16 or torch.float16 "
-                        f"activations (cast x)")
+                        f"activations, or {' or '.join(map(str, FP8_ACT_DTYPES))} ones with x_scale "
+                        f"(mixgemm.quantize_activations)")
     if not x.is_cuda:
         raise ValueError(f"x is on {x.device}; mixgemm kernels run on CUDA devices: move x and pw with .cuda()")
     if plan.device != x.device:
         raise ValueError(f"x is on {x.device} but pw is on {plan.device}: move pw with pw.to(x.device)")
-    if out_dtype is not None and out_dtype != x.dtype:
-        raise ValueError(f"out_dtype={out_dtype}: the built kernels write the activation dtype ({x.dtype}); "
-                         "pass out_dtype=None and cast the result")
+    wants = fp8_layout(plan.layout)
+    if fp8 != wants:
+        if fp8:
+            raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves 16-bit activations; "
+                             f"quantize the weight with act_dtype={x.dtype} (weight_dtype='e4m3', group_size=-1)")
+        raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves e4m3 activations: "
+                         f"pass xq, x_scale = mixgemm.quantize_activations(x) and gemm(xq, pw, x_scale=x_scale)")
+    rows = x.shape[:-1]
+    if fp8:
+        if x_scale is None:
+            raise ValueError(f"x is {x.dtype}: pass x_scale, its per-token fp32 scales of shape {tuple(rows)} "
+                             f"(mixgemm.quantize_activations returns both)")
+        if not isinstance(x_scale, torch.Tensor) or x_scale.dtype != torch.float32 or \
+                tuple(x_scale.shape) not in (tuple(rows), tuple(rows) + (1,)):
+            got = (f"{x_scale.dtype} {tuple(x_scale.shape)}" if isinstance(x_scale, torch.Tensor)
+                   else type(x_scale).__name__)
+            raise ValueError(f"x_scale must be a float32 tensor of shape {tuple(rows)} (one scale per token), got {got}")
+        if x_scale.device != x.device:
+            raise ValueError(f"x_scale is on {x_scale.device}; it must be on {x.device} with x")
+        if out_dtype is None:
+            out_dtype = torch.bfloat16
+        if out_dtype not in ACT_DTYPES:
+            raise ValueError(f"out_dtype={out_dtype} is not supported for {x.dtype} activations; use torch.bfloat16 "
+                             f"or torch.float16")
+    else:
+        if x_scale is not None:
+            raise ValueError(f"x_scale is for 8-bit activations; x is {x.dtype} (drop x_scale)")
+        if out_dtype is not None and out_dtype != x.dtype:
+            raise ValueError(f"out_dtype={out_dtype}: the 16-bit-activation kernels write the activation dtype "
+                             f"({x.dtype}); pass out_dtype=None and cast the result")
+        out_dtype = x.dtype
     if bias is not None:
         if not isinstance(bias, torch.Tensor) or bias.shape != (n,):
             raise ValueError(f"bias must be a tensor of shape ({n},), got "
                              f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
-        if bias.device != x.device or bias.dtype != x.dtype:
-            raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {x.dtype} on {x.device}")
-    return plan
+        if bias.device != x.device or bias.dtype != out_dtype:
+            raise ValueError(f"bias is {bias.dtype} on {bias.device}; it must be {out_dtype} (the output dtype) "
+                             f"on {x.device}")
+    return plan, out_dtype
 
 
 def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
          out_dtype: Optional[torch.dtype] = None, kernel: Optional[str] = None,
-         deterministic: bool = False) -> torch.Tensor:
-    """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N]; bias [N] in x's
-    dtype is added inside the kernel, in fp32 before the result's one rounding.
+         deterministic: bool = False, x_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N]; bias [N] in the
+    output dtype is added inside the kernel, in fp32 before the result's one rounding.
 
+    x: bfloat16/float16 activations, or e4m3 ones (torch.float8_e4m3fn) quantized per token with
+        their fp32 scales in x_scale [...] (see quantize_activations): then
+        ``y = (x * x_scale[..., None]) @ dequantize(pw, torch.float32).T``, pw made with
+        act_dtype=torch.float8_e4m3fn.
+    out_dtype: 16-bit activations write their own dtype (None); e4m3 ones bf16 (default) or fp16.
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
     deterministic: only kernels whose results are bit-identical run to run AND independent of the
         batch a row is in (one reduction order at every M: the sm90 data-parallel kernels). Without
@@ -296,22 +341,24 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
         stream-K kernels (whose split depends on M) round differently from them, so a row's last
         bits can depend on the batch size.
     """
-    p = _check_args(x, pw, bias, out_dtype)
+    p, out = _check_args(x, pw, bias, out_dtype, x_scale)
     n, k = p.shape
     pn, pk = p.padded_shape
     x2 = x if x.dim() == 2 else x.reshape(-1, k)  # NOTE(overhead): a reshape costs ~1.5 us
     if x2.shape[0] == 0:
-        y = x.new_empty((0, n))
+        y = x.new_empty((0, n), dtype=out)
     else:
         if pk != k:
-            x2 = torch.nn.functional.pad(x2, (0, pk - k))
+            x2 = torch.nn.functional.pad(x2.view(torch.uint8), (0, pk - k)).view(x2.dtype) if x_scale is not None \
+                else torch.nn.functional.pad(x2, (0, pk - k))
         x2 = x2.contiguous()  # TMA reads dense rows
+        xs = None if x_scale is None else x_scale.reshape(-1).contiguous()
         # NOTE(overhead): eager calls skip the torch.library dispatcher (~10 us); traced code needs the op
-        scales, zeros = (p.scales, p.zeros) if x.dtype == p.scale_dtype else pw.scales_for(x.dtype)
+        scales, zeros = (p.scales, p.zeros) if out == p.scale_dtype else pw.scales_for(out)
         op = gemm_op if torch.compiler.is_compiling() else _forward
         b = bias if bias is None or pn == n else torch.nn.functional.pad(bias, (0, pn - n))
         y = op(x2, p.data, scales, zeros, pn, pk, p.group_size, p.layout, p.weight_dtype, kernel or "",
-               deterministic, b)
+               deterministic, b, xs, None if xs is None else out)
         if pn != n:
             y = y[:, :n]
     return y if x.dim() == 2 else y.reshape(*x.shape[:-1], n)
@@ -322,10 +369,62 @@ def kernels() -> list[str]:
     return [name for name, _ in _lib.built_kernels()]
 
 
-def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] = None) -> dispatch.Explanation:
+def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] = None,
+            x_scale: Optional[torch.Tensor] = None) -> dispatch.Explanation:
     """Which kernel gemm(x, pw) would take, the candidates, the rejected ones and why (print it)."""
-    _check_args(x, pw, None, out_dtype)
+    _, out = _check_args(x, pw, None, out_dtype, x_scale)
     pn, pk = pw.padded_shape
     m = x.numel() // pw.shape[1]
-    return dispatch.explain_problem(dispatch.key(pw.layout, x.dtype, pw.weight_dtype, pw.zero_point), m, pn, pk,
-                                    pw.group_size, x.device.index)
+    fp8 = x.dtype in FP8_ACT_DTYPES
+    return dispatch.explain_problem(dispatch.key(pw.layout, x.dtype, pw.weight_dtype, pw.zero_point,
+                                                 out if fp8 else None), m, pn, pk, pw.group_size, x.device.index)
+
+
+def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(xq [M, K] e4m3, scale [M] fp32) of a 2-D, contiguous, validated 16-bit x (quantize_activations)."""
+    m, k = x.shape
+    xq = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
+    scale = torch.empty((m,), dtype=torch.float32, device=x.device)
+    if m:
+        lib = _lib.load()
+        with torch.cuda.device(x.device):
+            lib.quantize_rows_e4m3(x.data_ptr(), lib.DTYPE_BF16 if x.dtype == torch.bfloat16 else lib.DTYPE_F16,
+                                   xq.data_ptr(), scale.data_ptr(), m, k, _raw_stream(x.device.index))
+    return xq, scale
+
+
+@torch.library.custom_op("mixgemm::quantize_activations", mutates_args=())
+def quantize_activations_op(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The op traced code calls; eager calls go straight to _quantize_rows (NOTE(overhead))."""
+    return _quantize_rows(x)
+
+
+@quantize_activations_op.register_fake
+def _(x):
+    return (torch.empty_like(x, dtype=torch.float8_e4m3fn), x.new_empty((x.shape[0],), dtype=torch.float32))
+
+
+def quantize_activations(x: torch.Tensor, dtype: str = "e4m3") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token dynamic quantization for the 8-bit-activation kernels, one fused kernel:
+    ``scale = amax(|x|, dim=-1) / 448`` (1 for an all-zero row) and ``xq = e4m3(x / scale)`` rounded
+    to nearest even, saturated to +-448; x ~= xq * scale[..., None]. Returns (xq of x's shape in
+    torch.float8_e4m3fn, scale of shape x.shape[:-1] in float32), ready for gemm(xq, pw, x_scale=scale).
+    A NaN in a row gives NaN codes there; an Inf makes that row's scale Inf (its outputs NaN).
+    x: CUDA bfloat16/float16, last dim a multiple of 8."""
+    if dtype != "e4m3":
+        raise ValueError(f"dtype={dtype!r} is not supported; activations are quantized to 'e4m3' (e5m2 holds "
+                         f"less precision and no kernel takes it)")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor [..., K], got {type(x).__name__}")
+    if x.dtype not in ACT_DTYPES:
+        raise TypeError(f"x.dtype={x.dtype} is not supported; quantize bfloat16 or float16 activations")
+    if not x.is_cuda:
+        raise ValueError(f"x is on {x.device}; quantize_activations runs on CUDA devices")
+    if x.dim() < 1 or x.shape[-1] % 8 or x.shape[-1] == 0:
+        raise ValueError(f"x.shape={tuple(x.shape)}: the last dim must be a positive multiple of 8 (pad K with zeros)")
+    k = x.shape[-1]
+    x2 = x.reshape(-1, k)
+    if not x2.is_contiguous() or x2.data_ptr() % 16:
+        x2 = x2.clone(memory_format=torch.contiguous_format)
+    xq, scale = (quantize_activations_op if torch.compiler.is_compiling() else _quantize_rows)(x2)
+    return xq.reshape(x.shape), scale.reshape(x.shape[:-1])

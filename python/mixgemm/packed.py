@@ -9,6 +9,7 @@ other (refused if the conversion would change a value).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Optional
 
@@ -18,7 +19,7 @@ from .generator.catalog import catalog
 from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, NO_SCALE, PER_CHANNEL
 from .generator.family import ShapeRule
 from .generator.layouts import LEGACY_TAGS
-from .quant import ACT_DTYPES, FORMATS, LAYOUTS, FloatWeightFormat, Layout
+from .quant import ACT_DTYPES, FORMATS, FP8_ACT_DTYPES, LAYOUTS, FloatWeightFormat, Layout
 
 STATE_VERSION = 2
 
@@ -232,19 +233,37 @@ def current_capability(w: Optional[torch.Tensor] = None) -> Optional[int]:
     return 10 * major + minor
 
 
-def _families_reading(weight_dtype: str, capability: Optional[int], layout: Optional[str] = None) -> list:
+def fp8_layout(layout: str) -> bool:
+    """True when the kernels reading `layout` take 8-bit float activations (quantize_activations)."""
+    return _fp8_layouts().get(layout, False)
+
+
+@functools.cache
+def _fp8_layouts() -> dict[str, bool]:
+    return {s.layout: s.act.bits == 8 for s in catalog()}
+
+
+def _families_reading(weight_dtype: str, capability: Optional[int], layout: Optional[str] = None,
+                      act: Optional[torch.dtype] = None) -> list:
+    """Families' specs for the format (and layout; and activation dtype: 8-bit float ones, or any
+    16-bit one when act is None or 16-bit)."""
     dtype = FORMATS[weight_dtype].dtype
+    acts = {FP8_ACT_DTYPES[act]} if act in FP8_ACT_DTYPES else set(ACT_DTYPES.values())
     return [s for s in catalog() if s.weight == dtype and (layout is None or s.layout == layout)
+            and (layout is not None or s.act in acts)
             and (capability is None or capability in s.capabilities())]
 
 
-def choose_layout(weight_dtype: str, capability: Optional[int]) -> str:
+def choose_layout(weight_dtype: str, capability: Optional[int], act: Optional[torch.dtype] = None) -> str:
     """The layout read by the most specialized family (highest capability) that serves the format on
-    this GPU (any GPU when capability is None)."""
-    specs = _families_reading(weight_dtype, capability)
+    this GPU (any GPU when capability is None) for activations of dtype `act` (None: 16-bit)."""
+    specs = _families_reading(weight_dtype, capability, act=act)
     if not specs:
         where = f"sm{capability}" if capability is not None else "any GPU"
-        raise ValueError(f"no kernel family serves weight_dtype={weight_dtype!r} on {where}; families: "
+        acts = f" with {act} activations" if act in FP8_ACT_DTYPES else ""
+        served = sorted({s.weight.short for s in catalog() if act in FP8_ACT_DTYPES and s.act == FP8_ACT_DTYPES[act]})
+        hint = f" (those take weight_dtype in {served})" if served else ""
+        raise ValueError(f"no kernel family serves weight_dtype={weight_dtype!r}{acts} on {where}{hint}; families: "
                          f"{sorted({s.token for s in catalog()})} (`mixgemm list --all`)")
     best = max(specs, key=lambda s: (max(s.capabilities()), s.layout))
     return best.layout
@@ -270,23 +289,25 @@ def _format(weight_dtype: str):
 
 
 def _act_dtype(act_dtype: Optional[torch.dtype], default: torch.dtype) -> torch.dtype:
-    """The dtype scales are stored in: act_dtype, else `default` if 16-bit, else bfloat16."""
-    if act_dtype is None:
-        act_dtype = default if default in ACT_DTYPES else torch.bfloat16
-    if act_dtype not in ACT_DTYPES:
-        raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16")
+    """The dtype scales are stored in: act_dtype if 16-bit, else `default` if 16-bit, else bfloat16
+    (8-bit float activations: the scales are the epilogue's, stored like the output)."""
+    if act_dtype is not None and act_dtype not in ACT_DTYPES and act_dtype not in FP8_ACT_DTYPES:
+        raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16 (16-bit "
+                        f"activations) or {' or '.join(map(str, FP8_ACT_DTYPES))} (8-bit float activations)")
+    if act_dtype is None or act_dtype in FP8_ACT_DTYPES:
+        return default if default in ACT_DTYPES else torch.bfloat16
     return act_dtype
 
 
-def _layout_and_rule(weight_dtype: str, arch: Optional[int], layout: Optional[str], like: torch.Tensor
-                     ) -> tuple[str, ShapeRule, str]:
+def _layout_and_rule(weight_dtype: str, arch: Optional[int], layout: Optional[str], like: torch.Tensor,
+                     act: Optional[torch.dtype] = None) -> tuple[str, ShapeRule, str]:
     """(layout, shape rule, "the ... families") for a weight made like `like` (its GPU, unless arch
-    says otherwise), validating arch and an explicit layout."""
+    says otherwise) and used with activations of dtype `act`, validating arch and an explicit layout."""
     if arch is not None and (not isinstance(arch, int) or arch < 10):
         raise ValueError(f"arch={arch!r} must be a compute capability such as 90 or 86")
     capability = arch if arch is not None else current_capability(like)
     if layout is None:
-        layout = choose_layout(weight_dtype, capability)
+        layout = choose_layout(weight_dtype, capability, act)
     elif layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is unknown; known: {sorted(LAYOUTS)}")
     rule, families = shape_rule(layout, weight_dtype, capability)
@@ -300,6 +321,9 @@ def _check_fits(rule: ShapeRule, where: str, what: str, shape: tuple[int, int], 
     if pn % rule.n_multiple or pk % rule.k_multiple:
         raise ValueError(f"{what} shape (N={n}, K={k}) does not fit {where}: N must be a multiple of "
                          f"{rule.n_multiple} and K of {rule.k_multiple}; {fix}")
+    if group_size != pk and not rule.groups:
+        raise ValueError(f"group_size={group_size}: per-channel weight scales only for {where}; pass "
+                         f"group_size={PER_CHANNEL} (per-channel) or {NO_SCALE} (no scale)")
     if group_size != pk and group_size % rule.group_multiple:
         raise ValueError(f"group_size={group_size} must be a multiple of {rule.group_multiple} for {where} "
                          f"(or {PER_CHANNEL} for per-channel)")
@@ -360,8 +384,12 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
     arch: compute capability (e.g. 90, 86) of the GPU it will run on; default: w's GPU, else the
         current GPU, else any. It picks the layout (that of the most specialized family running
         there) and the shape rule (every family there must serve the weight at every M).
-    act_dtype: dtype to store scales in (default: w's dtype if 16-bit, else bf16). Activations of the
-        other 16-bit dtype work too (scales are converted once, if exactly representable).
+    act_dtype: the activations it will multiply. 16-bit (bfloat16/float16): the dtype scales are
+        stored in (default: w's dtype if 16-bit, else bf16); activations of the other 16-bit dtype
+        work too (scales are converted once, if exactly representable). torch.float8_e4m3fn: for
+        e4m3 activations quantized per token (quantize_activations; the fp8 x fp8 family):
+        weight_dtype='e4m3' with per-channel scales (group_size=-1), stored in w's dtype if 16-bit,
+        else bf16, and converted to the output dtype once.
     pad: zero-pad N and K up to what the kernels need, so any shape runs; gemm() pads x along K
         (a copy) and returns a view of the first N columns. The last group may then be partial.
     layout: a layout tag (quant.LAYOUTS) instead of the one `arch` implies.
@@ -379,13 +407,14 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         with_zero = sorted(n for n, f in FORMATS.items() if f.zero_point)
         hint = f"use weight_dtype in {with_zero} for zero points" if zero_point else f"{weight_dtype} always has zero points"
         raise ValueError(f"zero_point={zero_point} is not available for weight_dtype={weight_dtype!r}: {hint}")
+    act = act_dtype
     act_dtype = _act_dtype(act_dtype, w.dtype)
     if not isinstance(group_size, int) or isinstance(group_size, bool) or (group_size < 0 and group_size != PER_CHANNEL):
         raise ValueError(f"group_size={group_size!r} must be a positive integer, {PER_CHANNEL} for per-channel, "
                          f"or {NO_SCALE} for no scale")
     if torch.isnan(w).any() or torch.isinf(w).any():
         raise ValueError("w contains NaN or Inf; quantization needs finite weights")
-    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, w)
+    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, w, act)
     no_scale = group_size == NO_SCALE
     per_channel = group_size == PER_CHANNEL or no_scale
     n, k = w.shape
@@ -424,7 +453,8 @@ def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Opti
         -z * scale, rounded once to act_dtype.
     The group size is K / scales.shape[1]. Dequantization, as for quantize: q * scale (+ zero term),
     rounded once to the activation dtype; dequantize() returns exactly that.
-    act_dtype: dtype to store scales in (default: the scales' dtype if 16-bit, else bfloat16).
+    act_dtype: as for quantize: the dtype to store scales in (default: the scales' dtype if 16-bit,
+        else bfloat16), or torch.float8_e4m3fn for e4m3 activations (scales then as by default).
     arch, layout: as for quantize. N and K must already fit the kernels' shape rule (pad before).
     """
     fmt = _format(weight_dtype)
@@ -435,7 +465,7 @@ def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Opti
     n, k = values.shape
     q = _format_values(fmt, weight_dtype, values, "values")
     if scales is None:  # no scale: per-channel scales of 1.0 (what quantize(..., group_size=NO_SCALE) stores)
-        scales = torch.ones(n, dtype=act_dtype or torch.bfloat16, device=values.device)
+        scales = torch.ones(n, dtype=act_dtype if act_dtype in ACT_DTYPES else torch.bfloat16, device=values.device)
         if fmt.zero_point and zero_points is None:
             zero_points = torch.zeros(n, dtype=torch.int32, device=values.device)
     if not isinstance(scales, torch.Tensor):
@@ -449,6 +479,7 @@ def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Opti
         raise TypeError(f"scales.dtype={scales.dtype} is not supported; use float32, float16 or bfloat16")
     if not torch.isfinite(scales).all():
         raise ValueError("scales contain NaN or Inf")
+    act = act_dtype
     act_dtype = _act_dtype(act_dtype, scales.dtype)
     s = scales.to(act_dtype)
     if not torch.isfinite(s).all():
@@ -470,7 +501,7 @@ def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Opti
         zero_term = fmt.zero_term(z, s).t().contiguous()
     elif zero_points is not None:
         raise ValueError(f"{weight_dtype} weights are symmetric: zero_points must be None")
-    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, values)
+    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, values, act)
     _check_fits(rule, where, "values", (n, k), (n, k), group_size, "pad with zeros first")
     data = LAYOUTS[layout].pack(q.to(s.device))
     return PackedWeight(data, s.t().contiguous(), zero_term, shape=(n, k), weight_dtype=weight_dtype,
@@ -485,10 +516,14 @@ def unpack(pw: PackedWeight) -> torch.Tensor:
 
 def dequantize(pw: PackedWeight, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """The exact [N, K] weights the kernels multiply by for activations of `dtype` (default: the
-    scales' dtype): q * scale (+ zero) as one fused multiply-add, rounded once. Rounding q * scale
+    scales' dtype): q * scale (+ zero) as one fused multiply-add, rounded once. torch.float32: the
+    same unrounded, which is what the 8-bit-activation kernels multiply by (their per-channel scale
+    applies in the fp32 epilogue; output bf16 and fp16 alike). Rounding q * scale
     first would be a different weight: for u4 the two terms nearly cancel, and a GEMM over such
     weights differs by ~5e-3 (measured on the H100)."""
     n, k = pw.shape
     dtype = pw.scale_dtype if dtype is None else dtype
+    if dtype == torch.float32:  # q * scale (+ zero) exactly, unrounded: what an fp32 epilogue multiplies by
+        return FORMATS[pw.weight_dtype].dequantize(unpack(pw), pw.scales, pw.zeros, pw.group_size, dtype)[:n, :k]
     scales, zeros = pw.scales_for(dtype)
     return FORMATS[pw.weight_dtype].dequantize(unpack(pw), scales, zeros, pw.group_size, dtype)[:n, :k]

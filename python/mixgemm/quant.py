@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .generator.dtypes import ACTIVATIONS, DType
-from .generator.layouts import W4_MMA16, W8_MMA16
+from .generator.dtypes import ACTIVATIONS, FP8_ACTIVATIONS, DType
+from .generator.layouts import W4_MMA16, W8_KMAJOR, W8_MMA16
 
 
 def torch_dtype(d: DType | str) -> torch.dtype:
@@ -31,6 +31,9 @@ def torch_dtype(d: DType | str) -> torch.dtype:
 
 
 ACT_DTYPES = {torch_dtype(d): d for d in ACTIVATIONS}
+"""16-bit activation dtypes (weight-only kernels; scales are stored in one of these)."""
+FP8_ACT_DTYPES = {torch_dtype(d): d for d in FP8_ACTIVATIONS}
+"""8-bit float activation dtypes (quantized per token, see quantize_activations)."""
 
 
 def expand_groups(t: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -250,4 +253,9 @@ register_layout(Layout(
     tag=W8_MMA16, bits=8, n_multiple=16, k_multiple=16,
     pack=lambda q: pack_bytes(mma16_permute8(q)),
     unpack=lambda data, n, k, signed: mma16_unpermute8(unpack_bytes(data, signed), n, k),
+))
+register_layout(Layout(
+    tag=W8_KMAJOR, bits=8, n_multiple=16, k_multiple=16,
+    pack=lambda q: pack_bytes(q.reshape(-1)),
+    unpack=lambda data, n, k, signed: unpack_bytes(data, signed).reshape(n, k),
 ))

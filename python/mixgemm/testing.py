@@ -12,11 +12,30 @@ from .packed import PackedWeight, dequantize
 TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 5e-3}
 
 
-def reference(x: torch.Tensor, pw: PackedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """y = x @ dequantize(pw).T (+ bias) in fp32 (fp64 on the CPU), shape [..., N]."""
+def reference(x: torch.Tensor, pw: PackedWeight, bias: torch.Tensor | None = None,
+              x_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """y = x @ dequantize(pw).T (+ bias) in fp32 (fp64 on the CPU), shape [..., N]. With 8-bit
+    activations x and their per-token x_scale: (x * x_scale) @ dequantize(pw, float32).T, the weight
+    unrounded as the kernels' fp32 epilogue applies it."""
     dtype = torch.float64 if x.device.type == "cpu" else torch.float32
-    y = x.to(dtype) @ dequantize(pw, x.dtype if x.dtype in (torch.bfloat16, torch.float16) else None).to(dtype).t()
+    if x_scale is not None:
+        xf = x.to(dtype) * x_scale.to(dtype).reshape(*x.shape[:-1], 1)
+        w = dequantize(pw, torch.float32)
+    else:
+        xf = x.to(dtype)
+        w = dequantize(pw, x.dtype if x.dtype in (torch.bfloat16, torch.float16) else None)
+    y = xf @ w.to(dtype).t()
     return y + bias.to(dtype) if bias is not None else y
+
+
+def reference_quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token e4m3 quantization as mixgemm.quantize_activations states it, in torch ops: (xq, scale)
+    bit for bit (IEEE division, round to nearest even, saturation at 448)."""
+    xf = x.float()
+    amax = xf.abs().amax(dim=-1)
+    scale = torch.where(amax > 0, amax / 448.0, torch.ones_like(amax))
+    xq = (xf / scale.unsqueeze(-1)).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+    return xq, scale
 
 
 def relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -31,3 +50,40 @@ def assert_close_to_reference(y: torch.Tensor, ref: torch.Tensor, what: str = ""
     tol = TOLERANCE[y.dtype]
     if not err < tol:
         raise AssertionError(f"{what}: relative error {err:.3e} >= {tol:.0e}")
+
+
+# ---- inputs a kernel (by its spec) takes: the registry-driven tests build every case through these --------
+def kernel_weight(spec, n: int, k: int, group_size: int = 128, seed: int = 0, scale: float = 0.02,
+                  pad: bool = False) -> PackedWeight:
+    """A fresh random weight [N, K] in the format, layout and scale mode kernel `spec` reads:
+    per-channel for kernels that take only per-channel scales, else `group_size`."""
+    from .generator.dtypes import PER_CHANNEL, ScaleMode  # noqa: PLC0415
+    from .packed import quantize  # noqa: PLC0415
+    from .quant import torch_dtype  # noqa: PLC0415
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    w = torch.randn(n, k, device="cuda", generator=g) * scale
+    group = PER_CHANNEL if spec.scale == ScaleMode.CHANNEL else group_size
+    return quantize(w, spec.weight.short, group, act_dtype=torch_dtype(spec.act), pad=pad, layout=spec.layout)
+
+
+def kernel_inputs(spec, m: int, k: int, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x [M, K], x_scale [M] or None) of the activation dtype kernel `spec` takes: random normal
+    16-bit values, or those quantized per token (quantize_activations) for 8-bit activations."""
+    from .ops import quantize_activations  # noqa: PLC0415
+    from .quant import ACT_DTYPES, torch_dtype  # noqa: PLC0415
+    act = torch_dtype(spec.act)
+    x = torch.randn(m, k, device="cuda", dtype=act if act in ACT_DTYPES else torch.bfloat16, generator=generator)
+    if act in ACT_DTYPES:
+        return x, None
+    return quantize_activations(x)
+
+
+def output_dtype(spec) -> torch.dtype:
+    from .quant import torch_dtype  # noqa: PLC0415
+    return torch_dtype(spec.out)
+
+
+def poisoned_output(spec, m: int, n: int) -> torch.Tensor:
+    """y [M, N] in the kernel's output dtype, filled with NaN: a kernel must write every element."""
+    return torch.full((m, n), float("nan"), device="cuda", dtype=output_dtype(spec))

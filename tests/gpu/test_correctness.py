@@ -9,7 +9,7 @@ import mixgemm
 from mixgemm.generator import KernelSpec
 from mixgemm.ops import launch
 from mixgemm.quant import torch_dtype
-from mixgemm.testing import assert_close_to_reference, reference
+from mixgemm.testing import assert_close_to_reference, kernel_inputs, kernel_weight, poisoned_output, reference
 
 pytestmark = pytest.mark.gpu
 
@@ -30,12 +30,13 @@ def make(n, k, weight="s4", act="bf16", group_size=128, pad=False, seed=0, scale
 @pytest.mark.parametrize("name", built())
 def test_m_over_every_tile_boundary(name):
     spec = KernelSpec.parse(name)
-    pw = make(576, 1792, spec.weight.short, spec.act.short)
+    pw = kernel_weight(spec, 576, 1792)
     for m in [m for m in M_BOUNDARIES if spec.max_m() is None or m <= spec.max_m()]:
-        x = torch.randn(m, 1792, device="cuda", dtype=torch_dtype(spec.act))
-        out = torch.full((m, 576), float("nan"), device="cuda", dtype=x.dtype)
-        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
-        assert_close_to_reference(out, reference(x, pw), f"{name} M={m}")
+        x, xs = kernel_inputs(spec, m, 1792)
+        out = poisoned_output(spec, m, 576)
+        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
+               x_scale=xs)
+        assert_close_to_reference(out, reference(x, pw, x_scale=xs), f"{name} M={m}")
 
 
 @pytest.mark.parametrize("weight, act", FORMATS)

@@ -5,7 +5,7 @@ subprocess also checks every result against the reference.
 
 - decode (dec): forced splits at M = 1..64 (up to each kernel's max_m: 8, 16, 32 or 64 tokens) on
   narrow shapes.
-- sm90 stream-K (_sk): M = 1..16, 64 and 256 on narrow layers (N = 256..1024, K = 4096..14336: a
+- sm90 and sm90f8 stream-K (_sk): M = 1..16, 64 and 256 on narrow layers (N = 256..1024, K = 4096..14336: a
   few output tiles for 132 SMs), with CUTLASS's heuristic (split_k = 0, run twice: the fixed-order
   reduction must give bit-identical results) and forced split-K 2..4."""
 from __future__ import annotations
@@ -28,6 +28,7 @@ CASES = {
             (1, 2, 3, 7, 16)),
     "sm90": ([(256, 4096, 128), (512, 14336, 128), (768, 8192, -1), (1024, 4096, 64)], (1, 7, 16, 64, 256),
              (0, 2, 3, 4)),
+    "sm90f8": ([(256, 4096, -1), (512, 14336, -1), (768, 8192, -1)], (1, 7, 16, 64, 256), (0, 2, 3, 4)),
 }
 
 DRIVER = r"""
@@ -35,29 +36,29 @@ import sys, torch, mixgemm
 from mixgemm.generator import KernelSpec
 from mixgemm.ops import launch
 from mixgemm.quant import torch_dtype
-from mixgemm.testing import assert_close_to_reference, reference
+from mixgemm.testing import assert_close_to_reference, kernel_inputs, kernel_weight, poisoned_output, reference
 cases = eval(sys.argv[1])
 for name in sys.argv[2:]:
     print("start", name, flush=True)
     spec = KernelSpec.parse(name)
     shapes, ms, splits = cases[spec.token]
-    act = torch_dtype(spec.act)
     index = mixgemm.kernels().index(name)
     runs = 0
     for n, k, g in shapes:
-        pw = mixgemm.quantize(torch.randn(n, k, device="cuda") * 0.02, spec.weight.short, g, act_dtype=act)
+        pw = kernel_weight(spec, n, k, g, seed=n + k)
         for m in sorted({min(m, spec.max_m() or m) for m in ms}):
-            x = torch.randn(m, k, device="cuda", dtype=act)
-            ref = reference(x, pw)
+            x, xs = kernel_inputs(spec, m, k)
+            ref = reference(x, pw, x_scale=xs)
             for split in splits:
                 what = f"{name} N={n} K={k} M={m} split={split}"
-                out = torch.full((m, n), float("nan"), device="cuda", dtype=act)
-                launch(index, x, pw.data, pw.scales, pw.zeros, out, pw.group_size, split_k=split)
+                out = poisoned_output(spec, m, n)
+                scales = pw.scales_for(out.dtype)[0]
+                launch(index, x, pw.data, scales, pw.zeros, out, pw.group_size, split_k=split, x_scale=xs)
                 torch.cuda.synchronize()
                 assert_close_to_reference(out, ref, what)
                 if split == 0:  # the kernel's own choice: a fixed-order reduction repeats bit for bit
-                    again = torch.full((m, n), float("nan"), device="cuda", dtype=act)
-                    launch(index, x, pw.data, pw.scales, pw.zeros, again, pw.group_size, split_k=split)
+                    again = poisoned_output(spec, m, n)
+                    launch(index, x, pw.data, scales, pw.zeros, again, pw.group_size, split_k=split, x_scale=xs)
                     torch.cuda.synchronize()
                     assert torch.equal(out, again), what + ": not reproducible run to run"
                 runs += 1

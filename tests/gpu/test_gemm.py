@@ -16,6 +16,7 @@ from mixgemm.generator import KernelSpec
 from mixgemm.bench import SHAPES
 from mixgemm.ops import launch
 from mixgemm.quant import torch_dtype
+from mixgemm.testing import kernel_inputs, kernel_weight, output_dtype, poisoned_output
 
 pytestmark = pytest.mark.gpu
 
@@ -46,19 +47,34 @@ def packed(n: int, k: int, weight: str, act: str, group_size: int, seed: int = 0
     return packed_and_reference(n, k, weight, act, group_size, seed)[0]
 
 
+@functools.lru_cache(maxsize=4)
+def kernel_weight_and_reference(spec, n: int, k: int, group_size: int, seed: int = 0):
+    """kernel_weight and what the kernel multiplies by in fp32 (dequantize at its activation dtype;
+    unrounded for 8-bit activations, whose scales apply in the fp32 epilogue)."""
+    pw = kernel_weight(spec, n, k, group_size, seed)
+    act = torch_dtype(spec.act)
+    return pw, mixgemm.dequantize(pw, act if act in (torch.bfloat16, torch.float16) else torch.float32).float()
+
+
 def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
     return ((y.float() - ref).norm() / ref.norm()).item()
 
 
+def effective_x(x: torch.Tensor, x_scale) -> torch.Tensor:
+    """x as the kernel multiplies it, in fp32 (8-bit activations times their per-token scales)."""
+    return x.float() if x_scale is None else x.float() * x_scale.unsqueeze(-1)
+
+
 def check_kernel(name: str, n: int, k: int, m: int, group_size: int, split_k: int = 0) -> None:
     spec = KernelSpec.parse(name)
-    pw, w_ref = packed_and_reference(n, k, spec.weight.short, spec.act.short, group_size)
-    x = torch.randn(m, k, device="cuda", dtype=torch_dtype(spec.act))
-    out = torch.full((m, n), float("nan"), device="cuda", dtype=x.dtype)
-    launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size, split_k=split_k)
+    pw, w_ref = kernel_weight_and_reference(spec, n, k, group_size)
+    x, xs = kernel_inputs(spec, m, k)
+    out = poisoned_output(spec, m, n)
+    launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
+           split_k=split_k, x_scale=xs)
     torch.cuda.synchronize()
     assert not out.isnan().any(), f"{name}: {int(out.isnan().sum())} outputs not written at M={m} N={n} K={k}"
-    ref = x.float() @ w_ref.t()
+    ref = effective_x(x, xs) @ w_ref.t()
     err = rel_err(out, ref)
     assert err < TOL, f"{name}: relative error {err:.2e} at M={m} N={n} K={k} group={group_size}"
 
@@ -77,14 +93,15 @@ def test_every_kernel_fuses_bias(name):
     and largest M here, with a bias large against the product so a missing or misplaced add fails."""
     spec = KernelSpec.parse(name)
     n, k = 2048, 1024
-    pw, w_ref = packed_and_reference(n, k, spec.weight.short, spec.act.short, 128, seed=4)
-    bias = torch.randn(n, device="cuda", dtype=torch_dtype(spec.act)) * 4
+    pw, w_ref = kernel_weight_and_reference(spec, n, k, 128, seed=4)
+    bias = torch.randn(n, device="cuda", dtype=output_dtype(spec)) * 4
     for m in ms_for(spec, (1, 64, 257)):
-        x = torch.randn(m, k, device="cuda", dtype=torch_dtype(spec.act))
-        out = torch.full((m, n), float("nan"), device="cuda", dtype=x.dtype)
-        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales, pw.zeros, out, pw.group_size, bias=bias)
+        x, xs = kernel_inputs(spec, m, k)
+        out = poisoned_output(spec, m, n)
+        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
+               bias=bias, x_scale=xs)
         torch.cuda.synchronize()
-        ref = x.float() @ w_ref.t() + bias.float()
+        ref = effective_x(x, xs) @ w_ref.t() + bias.float()
         err = rel_err(out, ref)
         assert err < TOL, f"{name}: relative error {err:.2e} with bias at M={m}"
 
@@ -169,7 +186,7 @@ def test_errors_before_launch_on_gpu():
         mixgemm.gemm(torch.randn(small.max_m() + 1, 4096, device="cuda", dtype=torch.bfloat16), pw, kernel=small.name())
     # the C++ entry refuses what Python would have caught too (defence in depth)
     lib = _lib.load()
-    for spec in specs:
+    for spec in [s for s in specs if s.act.bits == 16]:  # 8-bit activations: test_fp8.py
         idx = mixgemm.kernels().index(spec.name())
         p = lib.Problem()
         p.x, p.w, p.scales, p.y = x.data_ptr() + 2, pw.data.data_ptr(), pw.scales.data_ptr(), x.data_ptr()
@@ -194,7 +211,8 @@ def test_runs_on_the_current_stream():
     assert rel_err(y, x.float() @ mixgemm.dequantize(pw).float().t()) < TOL
 
 
-@pytest.mark.parametrize("name", [n for n in built() if n.startswith("mixgemm_sm90_") and n.endswith("_sk")])
+@pytest.mark.parametrize("name", [n for n in built() if n.startswith(("mixgemm_sm90_", "mixgemm_sm90f8_"))
+                                  and n.endswith("_sk")])
 def test_stream_k_forced_splits_and_their_limit(name):
     """Stream-K kernels: data-parallel (1), split-K (2, 5) and one k tile per split (K / tile k),
     at M over a token tile; one split more than K has k tiles is refused before any launch."""
@@ -204,13 +222,14 @@ def test_stream_k_forced_splits_and_their_limit(name):
     for split in (1, 2, 5, most):
         for m in (17, 256):
             check_kernel(name, n, k, m, 128, split_k=split)
-    pw = packed(n, k, spec.weight.short, spec.act.short, 128)
-    x = torch.randn(17, k, device="cuda", dtype=torch_dtype(spec.act))
-    y = torch.empty(17, n, device="cuda", dtype=x.dtype)
+    pw = kernel_weight(spec, n, k, 128)
+    x, xs = kernel_inputs(spec, 17, k)
+    y = poisoned_output(spec, 17, n)
     p = _lib.load().Problem()
     p.x, p.w, p.scales, p.y = x.data_ptr(), pw.data.data_ptr(), pw.scales.data_ptr(), y.data_ptr()
     p.zeros = pw.zeros.data_ptr() if spec.zero else 0
-    p.m, p.n, p.k, p.group_size = 17, n, k, 128
+    p.x_scales = xs.data_ptr() if xs is not None else 0
+    p.m, p.n, p.k, p.group_size = 17, n, k, pw.group_size
     idx = mixgemm.kernels().index(name)
     p.split_k = most
     assert _lib.load().check(idx, p) == (0, ""), name

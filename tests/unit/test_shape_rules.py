@@ -8,6 +8,7 @@ import pytest
 
 from mixgemm import _lib
 from mixgemm.generator import KernelSpec
+from mixgemm.generator.dtypes import ScaleMode
 
 INVALID_ARGUMENT = 1
 ALIGNED = 1 << 20  # any 16-byte aligned address: check() never dereferences
@@ -23,8 +24,14 @@ def problem(lib, spec, m, n, k, g):
     p = lib.Problem()
     p.x = p.w = p.scales = p.y = ALIGNED
     p.zeros = ALIGNED if spec.zero else 0
+    p.x_scales = ALIGNED if spec.act.bits == 8 else 0  # 8-bit activations come with per-token scales
     p.m, p.n, p.k, p.group_size = m, n, k, (k if g == "K" else g)
     return p
+
+
+def group(spec) -> object:
+    """A group size every kernel of the family serves at K = 4096."""
+    return "K" if spec.scale == ScaleMode.CHANNEL else 128
 
 
 @pytest.mark.parametrize("name", [n for n, _ in _lib.built_kernels()])
@@ -48,29 +55,33 @@ def test_cpp_check_refuses_fields_the_kernel_does_not_take(name):
     lib = _lib.load()
     spec = KernelSpec.parse(name)
     index = [n for n, _ in _lib.built_kernels()].index(name)
-    p = problem(lib, spec, 1, 4096, 4096, 128)
+    p = problem(lib, spec, 1, 4096, 4096, group(spec))
     p.bias = ALIGNED  # every kernel fuses bias (on a machine without a GPU, the device check refuses next)
     status, msg = lib.check(index, p)
     assert status != INVALID_ARGUMENT, msg
     p.bias = ALIGNED + 2
     status, msg = lib.check(index, p)
     assert status == INVALID_ARGUMENT and "bias" in msg
-    p = problem(lib, spec, 1, 4096, 4096, 128)
+    p = problem(lib, spec, 1, 4096, 4096, group(spec))
     p.zeros = 0 if spec.zero else ALIGNED
     status, msg = lib.check(index, p)
     assert status == INVALID_ARGUMENT and "zeros" in msg
     limit = spec.max_m()
     if limit is not None:
-        status, msg = lib.check(index, problem(lib, spec, limit + 1, 4096, 4096, 128))
+        status, msg = lib.check(index, problem(lib, spec, limit + 1, 4096, 4096, group(spec)))
         assert status == INVALID_ARGUMENT and "m" in msg.lower()
-    p = problem(lib, spec, 1, 4096, 4096, 128)
+    p = problem(lib, spec, 1, 4096, 4096, group(spec))
     p.x = ALIGNED + 2
     status, msg = lib.check(index, p)
     assert status == INVALID_ARGUMENT and "x" in msg
-    p = problem(lib, spec, 1, 4096, 4096, 128)
+    p = problem(lib, spec, 1, 4096, 4096, group(spec))
     p.flags = lib.FLAG_INPUTS_READY | lib.FLAG_WEIGHTS_READY  # known promises: accepted by every kernel
     status, msg = lib.check(index, p)
     assert status != INVALID_ARGUMENT, msg
     p.flags = 4
     status, msg = lib.check(index, p)
     assert status == INVALID_ARGUMENT and "flags" in msg and "MIXGEMM_FLAG_WEIGHTS_READY" in msg
+    p = problem(lib, spec, 1, 4096, 4096, group(spec))
+    p.x_scales = 0 if spec.act.bits == 8 else ALIGNED  # 8-bit activations need them, 16-bit ones take none
+    status, msg = lib.check(index, p)
+    assert status == INVALID_ARGUMENT and "x_scales" in msg

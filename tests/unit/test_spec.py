@@ -25,15 +25,24 @@ def test_catalog_is_sorted_union_of_families_filtered_by_their_predicates():
     every = product_of_axes()
     assert set(specs) == {s for s in every if invalid_reason(s) is None}
     assert len(every) > len(specs)  # the predicates reject some of the product
-    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "dec"}
+    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "sm90f8", "dec"}
+
+
+# every type triple (act, weight, zero point, out) each family serves is in the default set
+FAMILY_TYPES = {
+    "sm90": {(a, w, not w.signed, a) for a in (DType.BF16, DType.F16) for w in WEIGHTS},
+    "dec": {(a, w, not w.signed, a) for a in (DType.BF16, DType.F16) for w in WEIGHTS},
+    "sm90f8": {(DType.E4M3, DType.E4M3, False, o) for o in (DType.BF16, DType.F16)},
+}
 
 
 def test_default_set_is_valid_and_covers_the_type_pairs_in_every_family():
     d = default_kernels()
     assert d and all(is_valid(s) for s in d)
+    assert set(FAMILIES) == set(FAMILY_TYPES)
     for token in FAMILIES:
-        pairs = {(s.act, s.weight, s.zero) for s in d if s.token == token}
-        assert pairs == {(a, w, not w.signed) for a in (DType.BF16, DType.F16) for w in WEIGHTS}, token
+        pairs = {(s.act, s.weight, s.zero, s.out) for s in d if s.token == token}
+        assert pairs == FAMILY_TYPES[token], token
 
 
 def test_smoke_is_one_kernel_per_family():

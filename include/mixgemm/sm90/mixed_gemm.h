@@ -25,7 +25,6 @@
 //   (cudaMemsetAsync on the stream) before every launch, as CUTLASS's barriers do not reset.
 #pragma once
 
-#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -42,6 +41,7 @@
 
 #include "mixgemm/convert8.h"
 #include "mixgemm/registry.h"
+#include "mixgemm/sm90/launcher.h"
 #include "mixgemm/sm90/weight_layout.h"
 
 // 8-bit weights -> bf16 / fp16 in the 8-bit layout's value order ([0,2,1,3] per 32-bit word, so a
@@ -93,18 +93,9 @@ struct LayoutAwareConvertImpl<cutlass::float_e4m3_t, cutlass::half_t, ValueOrder
 
 namespace mixgemm::sm90 {
 
-struct Cooperative {
-  using Kernel = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
-  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
-};
-struct Pingpong {
-  using Kernel = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
-  using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
-};
-
 template <class Weight, class Act, bool kZero, int kTileN, int kTileM, int kClusterN, class Schedule,
           class TileSchedulerTag = void>
-struct MixedGemm {
+struct MixedGemm : CutlassLauncher<MixedGemm<Weight, Act, kZero, kTileN, kTileM, kClusterN, Schedule, TileSchedulerTag>> {
   static constexpr bool kStreamK = std::is_same_v<TileSchedulerTag, cutlass::gemm::StreamKScheduler>;
   static_assert(!kStreamK || std::is_same_v<Schedule, Cooperative>,
                 "the stream-K scheduler needs the cooperative schedule (CUTLASS's ping-pong kernel refuses it)");
@@ -171,21 +162,8 @@ struct MixedGemm {
     args.epilogue.thread.beta = 0.0f;
     args.epilogue.thread.bias_ptr = static_cast<Act const*>(p.bias);
     args.hw_info.sm_count = detail::current_sm_count();
-    if constexpr (kStreamK) {
-      using Decomposition = typename Kernel::TileScheduler::DecompositionMode;
-      args.scheduler.reduction_mode = Kernel::TileScheduler::ReductionMode::Deterministic;
-      args.scheduler.splits = p.split_k > 1 ? p.split_k : 1;
-      args.scheduler.decomposition_mode = p.split_k == 0   ? Decomposition::Heuristic
-                                          : p.split_k == 1 ? Decomposition::DataParallel
-                                                           : Decomposition::SplitK;
-    }
+    MixedGemm::set_decomposition(args, p);
     return args;
-  }
-
-  // Where CUTLASS's scratch starts: past the counters every kernel leaves alone (registry.h).
-  static void* cutlass_workspace(const mixgemm_problem& p) {
-    if (!kStreamK || p.workspace == nullptr) return p.workspace;
-    return static_cast<char*>(p.workspace) + detail::kSharedCounterBytes;
   }
 
   // The family's shape rule (generator/families/sm90_mixed.py states the same; a test compares
@@ -206,70 +184,10 @@ struct MixedGemm {
     if (p.x_scales != nullptr) return invalid(err, "this kernel takes 16-bit activations: x_scales must be NULL");
     if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != kActDtype)
       return invalid(err, "this kernel writes the activation dtype: out_dtype must be DEFAULT or " + std::to_string(kActDtype));
-    if constexpr (kStreamK) {
-      if (p.split_k < 0 || p.split_k > p.k / kTileK)
-        return invalid(err, "split_k=" + std::to_string(p.split_k) + " must be in [0, K/" + std::to_string(kTileK) +
-                                " = " + std::to_string(p.k / kTileK) + "] (0: CUTLASS's stream-K heuristic)");
-    } else {
-      if (p.split_k > 1) return invalid(err, "this kernel does not split K: split_k must be 0 or 1");
-    }
+    if (int s = MixedGemm::check_split_k(p, kTileK, err)) return s;
     for (auto [ptr, what] : {std::pair{p.x, "x"}, {p.w, "w"}, {p.scales, "scales"}, {static_cast<const void*>(p.y), "y"}})
       if (int s = detail::check_aligned(ptr, what, err)) return s;
     if (kZero) if (int s = detail::check_aligned(p.zeros, "zeros", err)) return s;
-    return MIXGEMM_OK;
-  }
-
-  static int check_arguments(const mixgemm_problem& p, const typename Gemm::Arguments& args, std::string& err) {
-    if (Gemm::can_implement(args) != cutlass::Status::kSuccess)
-      return (err = "CUTLASS can_implement rejected the problem", MIXGEMM_INVALID_ARGUMENT);
-    const size_t need = workspace_bytes_for(args);
-    if (p.workspace_bytes < need)
-      return (err = "workspace too small: " + std::to_string(p.workspace_bytes) + " < " + std::to_string(need) + " bytes",
-              MIXGEMM_INVALID_ARGUMENT);
-    if (need > 0) if (int s = detail::check_aligned(p.workspace, "workspace", err)) return s;
-    return MIXGEMM_OK;
-  }
-
-  // Stream-K: the shared counters' bytes, then CUTLASS's (0 in all where CUTLASS needs none, e.g.
-  // a data-parallel decomposition, so no workspace is needed at all).
-  static size_t workspace_bytes_for(const typename Gemm::Arguments& args) {
-    const size_t own = Gemm::get_workspace_size(args);
-    return kStreamK && own > 0 ? detail::kSharedCounterBytes + own : own;
-  }
-  static size_t workspace_bytes(const mixgemm_problem& p) { return workspace_bytes_for(arguments(p)); }
-
-  // NOTE(overhead): the kernel's shared-memory limit is raised once per device, not on every launch
-  // as GemmUniversalAdapter::initialize does.
-  static cudaError_t raise_smem_limit() {
-    constexpr int smem = Kernel::SharedStorageSize;
-    if constexpr (smem < (48 << 10)) return cudaSuccess;
-    int device = 0;
-    cudaGetDevice(&device);
-    static std::atomic<bool> done[64] = {};
-    if (device >= 0 && device < 64 && done[device].load(std::memory_order_acquire)) return cudaSuccess;
-    cudaError_t e = cudaFuncSetAttribute(cutlass::device_kernel<Kernel>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e == cudaSuccess && device >= 0 && device < 64) done[device].store(true, std::memory_order_release);
-    return e;
-  }
-
-  static int run(const mixgemm_problem& p, cudaStream_t stream, std::string& err) {
-    if (int s = check(p, err)) return s;
-    auto args = arguments(p);
-    if (int s = check_arguments(p, args, err)) return s;
-    if (cudaError_t e = raise_smem_limit(); e != cudaSuccess) {
-      cudaGetLastError();
-      return (err = std::string("cudaFuncSetAttribute failed: ") + cudaGetErrorString(e), MIXGEMM_LAUNCH_FAILED);
-    }
-    void* workspace = cutlass_workspace(p);
-    cutlass::Status status = Kernel::initialize_workspace(args, workspace, stream);
-    if (status != cutlass::Status::kSuccess)
-      return (err = std::string("CUTLASS workspace initialization failed: ") + cutlassGetStatusString(status), MIXGEMM_LAUNCH_FAILED);
-    auto params = Kernel::to_underlying_arguments(args, workspace);
-    status = Gemm::run(params, stream);
-    cudaError_t cuda = cudaGetLastError();
-    if (status != cutlass::Status::kSuccess || cuda != cudaSuccess)
-      return (err = std::string("launch failed: ") + cutlassGetStatusString(status) + " / " + cudaGetErrorString(cuda),
-              MIXGEMM_LAUNCH_FAILED);
     return MIXGEMM_OK;
   }
 };
