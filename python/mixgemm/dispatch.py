@@ -247,6 +247,9 @@ def profile_group(group_size: int, k: int) -> int:
     return PER_CHANNEL if group_size == k else group_size
 
 
+OTHER_KEY = "serves another dtype key or layout"
+
+
 def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_index: int = 0,
                     deterministic: bool = False, cap: Optional[int] = None, sms: Optional[int] = None,
                     model: CostModel = COST) -> Explanation:
@@ -256,7 +259,7 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
     for b in built():
         spec = b.spec
         if not key.serves(spec):
-            rejected.append((spec.name(), "serves another dtype key or layout"))
+            rejected.append((spec.name(), OTHER_KEY))
         elif cap not in b.capabilities:
             rejected.append((spec.name(), f"runs on sm{', sm'.join(map(str, b.capabilities))}, not sm{cap}"))
         elif deterministic and not spec.deterministic:
@@ -309,4 +312,8 @@ def no_kernel_message(exp: Explanation) -> str:
     head = f"no built mixgemm kernel serves {exp.key} at M={m} N={n} K={k} group_size={g} on sm{exp.capability}"
     if not exp.rejected:
         return head + "; no kernels are built for it (rebuild with MIXGEMM_KERNELS=... or see `mixgemm list`)"
-    return head + "; rejected: " + "; ".join(f"{name}: {why}" for name, why in exp.rejected)
+    other = [name for name, why in exp.rejected if why == OTHER_KEY]
+    rest = [f"{name}: {why}" for name, why in exp.rejected if why != OTHER_KEY]
+    if other:
+        rest.append(f"{len(other)} kernel(s) serve other dtype keys or layouts (`mixgemm list` shows each one's types)")
+    return head + "; rejected: " + "; ".join(rest)

@@ -382,6 +382,8 @@ def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] 
 
 def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(xq [M, K] e4m3, scale [M] fp32) of a 2-D, contiguous, validated 16-bit x (quantize_activations)."""
+    if x.data_ptr() % 16:
+        x = x.clone()  # rows are read in 16-byte vectors
     m, k = x.shape
     xq = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
     scale = torch.empty((m,), dtype=torch.float32, device=x.device)
@@ -423,8 +425,6 @@ def quantize_activations(x: torch.Tensor, dtype: str = "e4m3") -> tuple[torch.Te
     if x.dim() < 1 or x.shape[-1] % 8 or x.shape[-1] == 0:
         raise ValueError(f"x.shape={tuple(x.shape)}: the last dim must be a positive multiple of 8 (pad K with zeros)")
     k = x.shape[-1]
-    x2 = x.reshape(-1, k)
-    if not x2.is_contiguous() or x2.data_ptr() % 16:
-        x2 = x2.clone(memory_format=torch.contiguous_format)
+    x2 = x.reshape(-1, k).contiguous()
     xq, scale = (quantize_activations_op if torch.compiler.is_compiling() else _quantize_rows)(x2)
     return xq.reshape(x.shape), scale.reshape(x.shape[:-1])

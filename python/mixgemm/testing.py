@@ -33,7 +33,8 @@ def reference_quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch
     bit for bit (IEEE division, round to nearest even, saturation at 448)."""
     xf = x.float()
     amax = xf.abs().amax(dim=-1)
-    scale = torch.where(amax > 0, amax / 448.0, torch.ones_like(amax))
+    # tensor by tensor: torch divides by a Python scalar as a multiply by its reciprocal
+    scale = torch.where(amax > 0, amax / torch.full_like(amax, 448.0), torch.ones_like(amax))
     xq = (xf / scale.unsqueeze(-1)).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
     return xq, scale
 
