@@ -70,7 +70,8 @@ def graph_us(fn: Callable[[], object], reps: int = 30) -> float:
 
 
 def ceilings() -> dict:
-    """Copy bandwidth (bytes/s) and bf16 GEMM rate (FLOP/s), measured now."""
+    """Copy bandwidth (bytes/s), bf16 GEMM rate and fp8 GEMM rate (FLOP/s, cuBLAS through
+    torch._scaled_mm; absent where the GPU has none), measured now."""
     n = 1 << 30  # 2 GiB of bf16
     src = torch.randn(n, dtype=torch.bfloat16, device="cuda")
     dst = torch.empty_like(src)
@@ -79,7 +80,15 @@ def ceilings() -> dict:
     a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
     b = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
     mm_us = bench_us(lambda: a @ b)
-    return {"copy_bytes_per_s": 2 * 2 * n / (copy_us * 1e-6), "bf16_flops_per_s": 2 * 8192**3 / (mm_us * 1e-6)}
+    out = {"copy_bytes_per_s": 2 * 2 * n / (copy_us * 1e-6), "bf16_flops_per_s": 2 * 8192**3 / (mm_us * 1e-6)}
+    try:
+        a8, b8 = a.to(torch.float8_e4m3fn), b.to(torch.float8_e4m3fn)
+        one = torch.ones((), device="cuda")
+        fp8_us = bench_us(lambda: torch._scaled_mm(a8, b8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16))
+        out["fp8_flops_per_s"] = 2 * 8192**3 / (fp8_us * 1e-6)
+    except (RuntimeError, AttributeError):
+        pass
+    return out
 
 
 def gpu_info() -> dict:
@@ -96,8 +105,11 @@ def gpu_info() -> dict:
 
 
 def roofline_us(m: int, n: int, k: int, weight_bytes: int, ceil: dict, act_bytes: int = 2) -> float:
-    bytes_moved = weight_bytes + (m * k + m * n) * act_bytes
-    return 1e6 * max(bytes_moved / ceil["copy_bytes_per_s"], 2.0 * m * n * k / ceil["bf16_flops_per_s"])
+    """Bytes at the copy bandwidth or FLOPs at the GEMM rate of the activations' width (1 byte: fp8
+    x fp8 at the measured fp8 rate; y is 16-bit either way)."""
+    bytes_moved = weight_bytes + m * k * act_bytes + m * n * 2
+    rate = ceil.get("fp8_flops_per_s", 2 * ceil["bf16_flops_per_s"]) if act_bytes == 1 else ceil["bf16_flops_per_s"]
+    return 1e6 * max(bytes_moved / ceil["copy_bytes_per_s"], 2.0 * m * n * k / rate)
 
 
 def host_us_per_call(fn: Callable[[], object], calls: int = 2000) -> float:
@@ -138,24 +150,40 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
         group_size: int = DEFAULT_GROUP_SIZE,
         act: torch.dtype = torch.bfloat16, graph: bool = False) -> dict:
     import mixgemm  # noqa: PLC0415
+    fp8 = act == torch.float8_e4m3fn
+    if fp8 and (weight_dtype != "e4m3" or group_size != PER_CHANNEL):
+        raise ValueError("--act e4m3 (fp8 x fp8) takes --weight-dtype e4m3 --group-size -1 (per-channel)")
+    x_dtype = torch.bfloat16 if fp8 else act  # fp8: bf16 activations, quantized per token
+    act_bytes = 1 if fp8 else 2
     torch.manual_seed(0)
     info = gpu_info()
     ceil = ceilings()
     rows = []
     for shape in shapes:
         n, k = SHAPES[shape] if shape in SHAPES else tuple(int(v) for v in shape.split(":"))
-        w = torch.randn(n, k, dtype=act, device="cuda") * 0.02
+        w = torch.randn(n, k, dtype=x_dtype, device="cuda") * 0.02
         pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act)
-        w_deq = mixgemm.dequantize(pw)
+        w_deq = mixgemm.dequantize(pw, x_dtype)
         for m in ms:
-            x = torch.randn(m, k, dtype=act, device="cuda")
+            x = torch.randn(m, k, dtype=x_dtype, device="cuda")
             row = {"shape": shape, "n": n, "k": k, "m": m}
-            row["mixgemm_us"] = bench_us(lambda: mixgemm.gemm(x, pw))
-            # after the first call: a shape no profile covers is timed then (autotune), and explain
-            # reports that choice, the kernel measured here
-            row["kernel"] = mixgemm.explain(x, pw).choice.spec.name()
+            if fp8:
+                xq, xs = mixgemm.quantize_activations(x)
+                call = lambda x_, pw_: mixgemm.gemm(x_, pw_, x_scale=xs)  # noqa: E731
+                row["mixgemm_us"] = bench_us(lambda: call(xq, pw))
+                row["mixgemm_quant_us"] = bench_us(lambda: _quant_and_gemm(mixgemm, x, pw))
+                x_run = xq
+                row["kernel"] = mixgemm.explain(xq, pw, x_scale=xs).choice.spec.name()
+            else:
+                call = mixgemm.gemm
+                row["mixgemm_us"] = bench_us(lambda: mixgemm.gemm(x, pw))
+                x_run = x
+                # after the first call: a shape no profile covers is timed then (autotune), and explain
+                # reports that choice, the kernel measured here
+                row["kernel"] = mixgemm.explain(x, pw).choice.spec.name()
             row["weight_bytes"] = pw.nbytes()
-            row["roofline_us"] = roofline_us(m, n, k, pw.nbytes(), ceil)
+            row["act_bytes"] = act_bytes
+            row["roofline_us"] = roofline_us(m, n, k, pw.nbytes(), ceil, act_bytes)
             if "cublas" in vs:
                 row["cublas_us"] = bench_us(lambda: x @ w_deq.t())
             if graph:
@@ -165,9 +193,9 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
                 # NOTE(inputs ready): consecutive calls get different x tensors, as o and down
                 # projections do in a model; repeating one x would let each call overlap the one
                 # before (q/k/v, gate/up), which the layer bench measures where the model does it.
-                x_alt = [x, x.clone()]
+                x_alt = [x_run, x_run.clone()]
                 row["mixgemm_graph_us"] = graph_rotating_us(
-                    lambda i: lambda: mixgemm.gemm(x_alt[i % 2], pws[i % len(pws)]), pw.nbytes(), l2)
+                    lambda i: lambda: call(x_alt[i % 2], pws[i % len(pws)]), pw.nbytes(), l2)
                 del pws
                 if "cublas" in vs:
                     ws = [w_deq] + [w_deq.clone() for _ in range(max(0, min(15, -(-2 * l2 // (w_deq.numel() * 2)) - 1)))]
@@ -181,13 +209,13 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
             rows.append(row)
             print(format_row(row), flush=True)
         del w, w_deq
-    overhead = overhead_us(weight_dtype, group_size, act)
+    overhead = {} if fp8 else overhead_us(weight_dtype, group_size, act)
     after = gpu_info()
     # NOTE(ceilings): measured again at the end; the better of the two is the ceiling (clocks ramp up)
     again = ceilings()
     best = {k: max(ceil[k], again[k]) for k in ceil}
     for r in rows:
-        r["roofline_us"] = roofline_us(r["m"], r["n"], r["k"], r["weight_bytes"], best)
+        r["roofline_us"] = roofline_us(r["m"], r["n"], r["k"], r["weight_bytes"], best, r["act_bytes"])
     warnings = []
     if after.get("throttle") not in (None, "0x0000000000000000", "0x0000000000000004"):
         warnings.append(f"clock throttle reasons active at the end of the run: {after.get('throttle')}")
@@ -201,6 +229,12 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
             "act": str(act).removeprefix("torch."), "rows": rows}
 
 
+def _quant_and_gemm(mixgemm, x: torch.Tensor, pw) -> torch.Tensor:
+    """What an fp8 x fp8 layer runs per call: per-token quantization, then the GEMM."""
+    xq, xs = mixgemm.quantize_activations(x)
+    return mixgemm.gemm(xq, pw, x_scale=xs)
+
+
 def format_row(r: dict) -> str:
     pct = 100 * r["roofline_us"] / r["mixgemm_us"]
     s = f"{r['shape']:>16} M={r['m']:<5} mixgemm {r['mixgemm_us']:9.1f} us ({pct:5.1f}% of roofline {r['roofline_us']:.1f})"
@@ -211,8 +245,10 @@ def format_row(r: dict) -> str:
     return s
 
 
-PEERS = (("cublas_us", "cuBLAS bf16"), ("tinygemm_us", "tinygemm w4"), ("fbgemm_us", "FBGEMM w4"),
-         ("gemlite_us", "gemlite w4"), ("scaled_mm_us", "cuBLAS fp8"),
+PEERS = (("mixgemm_quant_us", "mixgemm incl. quantize_activations"), ("cublas_us", "cuBLAS bf16"),
+         ("tinygemm_us", "tinygemm w4"), ("fbgemm_us", "FBGEMM w4"),
+         ("gemlite_us", "gemlite w4"), ("scaled_mm_us", "cuBLAS fp8 (tensor scales)"),
+         ("scaled_mm_rowwise_us", "torch._scaled_mm rowwise"),
          ("mixgemm_graph_us", "mixgemm graph"), ("cublas_graph_us", "cuBLAS bf16 graph"))
 
 
@@ -223,7 +259,9 @@ def markdown(result: dict) -> str:
     lines = [f"GPU: {g.get('gpu')} ({g.get('sms')} SMs, SM clock {g.get('sm_clock_mhz', '?')} MHz of "
              f"{g.get('sm_clock_max_mhz', '?')} at the start, power limit {g.get('power_limit_w', '?')} W). "
              f"Ceilings measured in this run: copy {c['copy_bytes_per_s'] / 1e12:.2f} TB/s, bf16 GEMM "
-             f"{c['bf16_flops_per_s'] / 1e12:.0f} TFLOP/s. Weights {result['weight_dtype']} group "
+             f"{c['bf16_flops_per_s'] / 1e12:.0f} TFLOP/s"
+             + (f", fp8 GEMM {c['fp8_flops_per_s'] / 1e12:.0f} TFLOP/s" if "fp8_flops_per_s" in c else "")
+             + f". Weights {result['weight_dtype']} group "
              f"{result['group_size']}, activations {result['act']}. Times in microseconds (median, L2 flushed); "
              f"% = roofline time / measured time; x = peer time / mixgemm time.", ""]
     if ov:
@@ -287,7 +325,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, help="write a PNG of %% of roofline against M here")
     p.add_argument("--weight-dtype", default=DEFAULT_WEIGHT_DTYPE, choices=sorted(FORMATS))
     p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
-    p.add_argument("--act", default=ACTIVATIONS[0].short, choices=[a.short for a in ACTIVATIONS])
+    p.add_argument("--act", default=ACTIVATIONS[0].short, choices=[a.short for a in ACTIVATIONS] + ["e4m3"],
+                   help="activation dtype; e4m3: fp8 x fp8 (bf16 activations quantized per token; use "
+                        "--weight-dtype e4m3 --group-size -1 --vs cublas,scaled_mm_rowwise,scaled_mm)")
     p.add_argument("--graph", action="store_true",
                    help="also time mixgemm and cuBLAS as CUDA-graph replays of back-to-back calls over weight "
                         "copies that exceed L2 (how serving engines run decode)")
