@@ -19,6 +19,11 @@ W8_KMAJOR = "w8_kmajor"
 operand of the fp8 x fp8 family, which TMA loads as stored."""
 
 
+FP8_ACTIVATION_LAYOUTS = frozenset({W8_KMAJOR})
+"""Layouts whose kernels take 8-bit float activations with per-token scales (a static fact, so
+traced code can test it; tests/unit/test_spec.py checks it against the families)."""
+
+
 def layout_for_bits(bits: int) -> str:
     """The mma16 layout of a weight width (4 or 8 bits)."""
     try:

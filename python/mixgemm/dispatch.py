@@ -65,6 +65,7 @@ class Explanation:
     candidates: list[tuple[str, Optional[float]]]
     rejected: list[tuple[str, str]]
     choice: Optional[Choice]
+    prior: list[str] = dataclasses.field(default_factory=list)  # a nearby profiled shape's ranking, best first
 
     def __str__(self) -> str:
         m, n, k, g = self.problem
@@ -162,8 +163,9 @@ def autotune_key(key: DispatchKey, m: int, n: int, k: int, group_size: int, devi
 
 # NOTE(autotune): candidates within this factor of the best estimate are timed, at most this many,
 # plus each family's best estimate (so a family the model misjudges on a shape is still measured).
-# Each is timed in AUTOTUNE_ROUNDS interleaved rounds; the best median counts (ops.autotune).
-AUTOTUNE_SPREAD, AUTOTUNE_MAX, AUTOTUNE_ROUNDS = 3.0, 6, 3
+# Each is timed in AUTOTUNE_ROUNDS interleaved rounds; the best median counts (ops.autotune). Where a
+# nearby profiled shape stands in, its AUTOTUNE_PRIOR best kernels are timed too.
+AUTOTUNE_SPREAD, AUTOTUNE_MAX, AUTOTUNE_ROUNDS, AUTOTUNE_PRIOR = 3.0, 6, 3, 3
 
 
 def autotune_candidates(candidates: list[tuple[str, Optional[float]]], family_of: dict[str, str]) -> list[str]:
@@ -268,7 +270,7 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
             rejected.append((spec.name(), why))
         else:
             candidates.append((spec, b.index, spec.estimate_us(m, n, k, group_size, sms, model)))
-    choice = None
+    choice, prior = None, []
 
     def rank(c):
         return rank_key(c[0], c[2], cap)
@@ -299,12 +301,15 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
                      / spec.estimate_us(m, near[0], near[1], group_size, sms, model))
                     for spec, index, _ in candidates if spec.name() in times]
         if measured:
-            spec, index, us = min(measured, key=rank)
+            measured.sort(key=rank)
+            prior = [spec.name() for spec, _, _ in measured]
+            spec, index, us = measured[0]
             choice = Choice(spec, index, f"profile nearest {near[0]}:{near[1]}", us)
     if choice is None and candidates:
         spec, index, us = min(candidates, key=rank)
         choice = Choice(spec, index, "fallback", us)
-    return Explanation(key, (m, n, k, group_size), cap, [(s.name(), us) for s, _, us in candidates], rejected, choice)
+    return Explanation(key, (m, n, k, group_size), cap, [(s.name(), us) for s, _, us in candidates], rejected, choice,
+                       prior)
 
 
 def no_kernel_message(exp: Explanation) -> str:

@@ -187,8 +187,8 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     exp = dispatch.explain_problem(key, m, n, k, group_size, device, deterministic)
     by_name = dispatch.built_by_name()
     cands = dispatch.autotune_candidates(exp.candidates, {nm: b.spec.token for nm, b in by_name.items()})
-    if exp.choice is not None and exp.choice.spec.name() not in cands:
-        cands.append(exp.choice.spec.name())  # the nearby shape's profile pick
+    # a nearby profiled shape's three best (the transfer can misrank families: NOTE(transfer))
+    cands += [name for name in exp.prior[:dispatch.AUTOTUNE_PRIOR] if name not in cands]
     if len(cands) < 2:
         return None
     from .bench import event_us  # noqa: PLC0415 (bench imports ops)

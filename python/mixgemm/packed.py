@@ -9,7 +9,6 @@ other (refused if the conversion would change a value).
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple, Optional
 
@@ -18,7 +17,7 @@ import torch
 from .generator.catalog import catalog
 from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, NO_SCALE, PER_CHANNEL
 from .generator.family import ShapeRule
-from .generator.layouts import LEGACY_TAGS
+from .generator.layouts import FP8_ACTIVATION_LAYOUTS, LEGACY_TAGS
 from .quant import ACT_DTYPES, FORMATS, FP8_ACT_DTYPES, LAYOUTS, FloatWeightFormat, Layout
 
 STATE_VERSION = 2
@@ -235,12 +234,7 @@ def current_capability(w: Optional[torch.Tensor] = None) -> Optional[int]:
 
 def fp8_layout(layout: str) -> bool:
     """True when the kernels reading `layout` take 8-bit float activations (quantize_activations)."""
-    return _fp8_layouts().get(layout, False)
-
-
-@functools.cache
-def _fp8_layouts() -> dict[str, bool]:
-    return {s.layout: s.act.bits == 8 for s in catalog()}
+    return layout in FP8_ACTIVATION_LAYOUTS
 
 
 def _families_reading(weight_dtype: str, capability: Optional[int], layout: Optional[str] = None,

@@ -191,3 +191,9 @@ def test_parse_archs_rejects_junk():
 @given(st.sampled_from(product_of_axes()))
 def test_name_round_trip_for_any_spec_in_the_product(s):
     assert KernelSpec.parse(s.name()) == s
+
+
+def test_fp8_activation_layouts_is_the_families_fact():
+    from mixgemm.generator.layouts import FP8_ACTIVATION_LAYOUTS
+    assert FP8_ACTIVATION_LAYOUTS == {s.layout for s in catalog() if s.act.bits == 8}
+    assert not FP8_ACTIVATION_LAYOUTS & {s.layout for s in catalog() if s.act.bits == 16}
