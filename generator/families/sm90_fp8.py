@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 from ..dtypes import DType, FP8_ACTIVATIONS, ScaleMode
 from ..family import CostModel, ShapeRule, register
 from ..layouts import W8_KMAJOR
-from .sm90_mixed import (CLUSTERS, SMEM_BYTES, TILES_M, TILES_N, Decomposition, Schedule, Sm90MixedSpec)
+from .sm90_mixed import CLUSTERS, TILES_M, TILES_N, Decomposition, Schedule, Sm90MixedSpec
 
 OUTPUTS = (DType.BF16, DType.F16)
 # The default build: data-parallel tiles for decode (16 tokens), small batch, medium and prefill,
@@ -67,21 +67,7 @@ class Sm90Fp8Spec(Sm90MixedSpec):
             return "tile k must be 128 (128 bytes of fp8)"
         if tn not in TILES_N or tm not in TILES_M:
             return f"tile {tn}x{tm} not in {TILES_N} x {TILES_M}"
-        if self.schedule == Schedule.COOPERATIVE and tn % 128:
-            return "cooperative schedule splits the weight tile over 2 warpgroups of 64 rows: tile n % 128 == 0"
-        if self.schedule == Schedule.PINGPONG and tn != 64:
-            return "ping-pong schedule uses one warpgroup per tile: tile n == 64"
-        if self.decomp == Decomposition.STREAM_K and self.schedule != Schedule.COOPERATIVE:
-            return "stream-K (_sk) needs the cooperative schedule"
-        if self.cluster not in CLUSTERS:
-            return "cluster must be 1x1 or 2x1"
-        threads = 256 if self.schedule == Schedule.COOPERATIVE else 128
-        if tn * tm // threads > 128:
-            return f"accumulators need {tn * tm // threads} registers per thread (> 128)"
-        stages = (SMEM_BYTES - self.smem_epilogue_bytes() - 1024) // self.smem_stage_bytes()
-        if stages < 2:
-            return f"shared memory holds {stages} stage(s); the mainloop needs at least 2"
-        return None
+        return self.schedule_reason()
 
     def in_default_set(self) -> bool:
         tiles = DEFAULT_SK_TILES if self.decomp == Decomposition.STREAM_K else DEFAULT_TILES

@@ -147,6 +147,11 @@ class Sm90MixedSpec(KernelSpec):
             return f"tile k must be {tile_k(self.act)} (128 bytes of activations)"
         if tm not in TILES_M:
             return f"token tile {tm} not in {TILES_M}"
+        return self.schedule_reason()
+
+    def schedule_reason(self) -> Optional[str]:
+        """The CUTLASS schedule, cluster and resource rules the sm90 families share."""
+        tn, tm, _ = self.tile
         if self.schedule == Schedule.COOPERATIVE and tn % 128:
             return "cooperative schedule splits the weight tile over 2 warpgroups of 64 rows: tile n % 128 == 0"
         if self.schedule == Schedule.PINGPONG and tn != 64:
