@@ -18,10 +18,20 @@ W8_KMAJOR = "w8_kmajor"
 """8-bit weights as plain [N, K] bytes, K contiguous (a row-major matrix): the wgmma shared-memory
 operand of the fp8 x fp8 family, which TMA loads as stored."""
 
+W4_MMA32_UNIFIED = "w4_mma32_unified"
+"""4-bit signed weights for 8-bit float activations (W4A8): 16x32 atoms of the fp8 wgmma A fragment,
+each lane's 16 values contiguous in fragment order (two 32-bit words); atoms column-major over
+(N/16, K/32). Nibbles in CUTLASS's unified encoding for its lookup-table conversion: q <= 0 in two's complement,
+q > 0 as 8 - q, so the low 3 bits index the table of g * (i - 8) (which holds -q's entry for q > 0)
+and bit 3 alone tells the sign."""
 
-FP8_ACTIVATION_LAYOUTS = frozenset({W8_KMAJOR})
+
+FP8_ACTIVATION_LAYOUTS = frozenset({W8_KMAJOR, W4_MMA32_UNIFIED})
 """Layouts whose kernels take 8-bit float activations with per-token scales (a static fact, so
 traced code can test it; tests/unit/test_spec.py checks it against the families)."""
+
+PER_CHANNEL_LAYOUTS = frozenset({W8_KMAJOR})
+"""Layouts whose kernels take per-channel weight scales only (scale mode c: applied in the epilogue)."""
 
 
 def layout_for_bits(bits: int) -> str:

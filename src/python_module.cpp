@@ -43,6 +43,7 @@ PYBIND11_MODULE(_C, m) {
   pointer_property(problem, "zeros", &mixgemm_problem::zeros);
   pointer_property(problem, "bias", &mixgemm_problem::bias);
   pointer_property(problem, "x_scales", &mixgemm_problem::x_scales);
+  pointer_property(problem, "w_scales", &mixgemm_problem::w_scales);
   pointer_property(problem, "y", &mixgemm_problem::y);
   pointer_property(problem, "workspace", &mixgemm_problem::workspace);
   problem.def_readwrite("m", &mixgemm_problem::m)

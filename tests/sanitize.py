@@ -11,9 +11,8 @@ import time
 DRIVER = r"""
 import sys, torch, mixgemm
 from mixgemm.generator import KernelSpec
-from mixgemm.ops import launch
 name = sys.argv[1]
-from mixgemm.testing import kernel_inputs, kernel_weight, poisoned_output, reference, assert_close_to_reference
+from mixgemm.testing import kernel_inputs, launch_kernel, kernel_weight, poisoned_output, reference, assert_close_to_reference
 spec = KernelSpec.parse(name)
 pws = [kernel_weight(spec, 256, 512, 128, seed=i, scale=1.0) for i in range(2)]
 for m in (1, 33) if spec.max_m() is None else (1, spec.max_m()):
@@ -21,8 +20,7 @@ for m in (1, 33) if spec.max_m() is None else (1, spec.max_m()):
     # the second launch reads the same x: it carries MIXGEMM_FLAG_INPUTS_READY (reads before the PDL wait)
     for pw in pws:
         out = poisoned_output(spec, m, 256)
-        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
-               x_scale=xs)
+        launch_kernel(name, x, pw, out, x_scale=xs)
         torch.cuda.synchronize()
         assert_close_to_reference(out, reference(x, pw, x_scale=xs), name)
 print("driver ok")

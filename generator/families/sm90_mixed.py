@@ -129,6 +129,10 @@ class Sm90MixedSpec(KernelSpec):
         scale_rows = 2 if self.zero else 1
         return tn * tk * self.weight.bits // 8 + tm * tk * self.act.bits // 8 + scale_rows * tn * self.act.bits // 8
 
+    def scale_bytes(self) -> int:
+        """Bytes of one group scale (and of one zero term) as the mainloop reads it."""
+        return self.act.bits // 8
+
     def mma_flops_per_s(self, model: CostModel) -> float:
         """The GPU's tensor-core rate for this kernel's mainloop (conversion in the loop costs issue slots)."""
         return model.bf16_flops_per_s * model.mixed_input_efficiency
@@ -238,7 +242,7 @@ class Sm90MixedSpec(KernelSpec):
 
         def tile_s(active: int) -> float:
             act_bytes = self.act.bits // 8
-            weight_bytes = tn * k * self.weight.bits / 8 + (k // group_size) * tn * act_bytes * (2 if self.zero else 1)
+            weight_bytes = tn * k * self.weight.bits / 8 + (k // group_size) * tn * self.scale_bytes() * (2 if self.zero else 1)
             x_bytes = min(tm, m) * k * act_bytes
             sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
             sm_flops = self.mma_flops_per_s(model) / sms

@@ -24,7 +24,7 @@
 
 extern "C" {
 
-#define MIXGEMM_PROBLEM_VERSION 3
+#define MIXGEMM_PROBLEM_VERSION 4
 
 typedef enum mixgemm_dtype {
   MIXGEMM_DTYPE_DEFAULT = 0,  // the activation dtype
@@ -52,6 +52,8 @@ typedef struct mixgemm_problem {
   void* workspace;         // device memory of mixgemm_workspace_bytes(), or NULL when that is 0
   size_t workspace_bytes;
   uint32_t flags;          // version 3: MIXGEMM_FLAG_* bits, 0 for none
+  const void* w_scales;    // version 4: [N] fp32 per-output-channel weight scales applied in the
+                           // epilogue on top of the group scales (W4A8 kernels), or NULL
 } mixgemm_problem;
 
 // flags: promises about the inputs that let kernels using programmatic dependent launch (PDL) read

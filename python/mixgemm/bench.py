@@ -104,6 +104,15 @@ def gpu_info() -> dict:
     return info
 
 
+def roofline_weight_bytes(pw) -> int:
+    """The weight bytes of the roofline: what the kernels read, except that W4A8 weights count their
+    group scales as 2 bytes each (a 16-bit scale, as the format's peers store them) rather than the
+    8-byte lookup tables the kernels read: the tables' extra traffic counts against mixgemm."""
+    if pw.two_level:
+        return pw.data.numel() + 2 * pw.scales.numel() + 4 * pw.channel_scales.numel()
+    return pw.nbytes()
+
+
 def roofline_us(m: int, n: int, k: int, weight_bytes: int, ceil: dict, act_bytes: int = 2) -> float:
     """Bytes at the copy bandwidth or FLOPs at the GEMM rate of the activations' width (1 byte: fp8
     x fp8 at the measured fp8 rate; y is 16-bit either way)."""
@@ -151,8 +160,9 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
         act: torch.dtype = torch.bfloat16, graph: bool = False) -> dict:
     import mixgemm  # noqa: PLC0415
     fp8 = act == torch.float8_e4m3fn
-    if fp8 and (weight_dtype != "e4m3" or group_size != PER_CHANNEL):
-        raise ValueError("--act e4m3 (fp8 x fp8) takes --weight-dtype e4m3 --group-size -1 (per-channel)")
+    if fp8 and not (weight_dtype == "s4" or (weight_dtype == "e4m3" and group_size == PER_CHANNEL)):
+        raise ValueError("--act e4m3 takes --weight-dtype e4m3 --group-size -1 (fp8 x fp8, per-channel) or "
+                         "--weight-dtype s4 (W4A8)")
     x_dtype = torch.bfloat16 if fp8 else act  # fp8: bf16 activations, quantized per token
     act_bytes = 1 if fp8 else 2
     torch.manual_seed(0)
@@ -181,9 +191,9 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
                 # after the first call: a shape no profile covers is timed then (autotune), and explain
                 # reports that choice, the kernel measured here
                 row["kernel"] = mixgemm.explain(x, pw).choice.spec.name()
-            row["weight_bytes"] = pw.nbytes()
+            row["weight_bytes"] = roofline_weight_bytes(pw)
             row["act_bytes"] = act_bytes
-            row["roofline_us"] = roofline_us(m, n, k, pw.nbytes(), ceil, act_bytes)
+            row["roofline_us"] = roofline_us(m, n, k, row["weight_bytes"], ceil, act_bytes)
             if "cublas" in vs:
                 row["cublas_us"] = bench_us(lambda: x @ w_deq.t())
             if graph:
@@ -326,8 +336,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-dtype", default=DEFAULT_WEIGHT_DTYPE, choices=sorted(FORMATS))
     p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
     p.add_argument("--act", default=ACTIVATIONS[0].short, choices=[a.short for a in ACTIVATIONS] + ["e4m3"],
-                   help="activation dtype; e4m3: fp8 x fp8 (bf16 activations quantized per token; use "
-                        "--weight-dtype e4m3 --group-size -1 --vs cublas,scaled_mm_rowwise,scaled_mm)")
+                   help="activation dtype; e4m3: bf16 activations quantized per token, with --weight-dtype e4m3 "
+                        "--group-size -1 (fp8 x fp8) or --weight-dtype s4 (W4A8); compare with --vs "
+                        "cublas,scaled_mm_rowwise,scaled_mm")
     p.add_argument("--graph", action="store_true",
                    help="also time mixgemm and cuBLAS as CUDA-graph replays of back-to-back calls over weight "
                         "copies that exceed L2 (how serving engines run decode)")

@@ -18,6 +18,7 @@ import torch
 from . import _lib, profiles
 from .generator.dtypes import DType, PER_CHANNEL, ScaleMode
 from .generator.family import COST, CostModel, KernelSpec
+from .generator.layouts import PER_CHANNEL_LAYOUTS
 from .quant import ACT_DTYPES, FP8_ACT_DTYPES
 
 
@@ -83,13 +84,14 @@ class Explanation:
 def key(layout: str, act: torch.dtype, weight_dtype: str, zero: bool, out: Optional[torch.dtype] = None) -> DispatchKey:
     """The dispatch key of a call: the PackedWeight's layout, format and zero points, x's dtype and
     the output dtype (default: x's; 16-bit activations write their own dtype). 16-bit activations
-    take group-scale kernels (which also serve per-channel scales); 8-bit float activations the
-    per-channel ones (scales applied in the epilogue with the per-token ones)."""
+    take group-scale kernels (which also serve per-channel scales), as do W4A8 weights; 8-bit float
+    weights with 8-bit float activations the per-channel ones (scales applied in the epilogue with
+    the per-token ones)."""
     fp8 = act in FP8_ACT_DTYPES
     act_d = FP8_ACT_DTYPES[act] if fp8 else ACT_DTYPES[act]
     out_d = ACT_DTYPES[out] if out is not None else act_d
-    return DispatchKey(layout, act_d, DType.from_short(weight_dtype), ScaleMode.CHANNEL if fp8 else ScaleMode.GROUP,
-                       zero, out_d)
+    scale = ScaleMode.CHANNEL if layout in PER_CHANNEL_LAYOUTS else ScaleMode.GROUP
+    return DispatchKey(layout, act_d, DType.from_short(weight_dtype), scale, zero, out_d)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,16 +24,20 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
     lambda device: torch.cuda.current_stream(device).cuda_stream)
 
 
+def _ptr(t: Optional[torch.Tensor]) -> int:
+    return t.data_ptr() if t is not None else 0
+
+
 def base_problem(data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], n: int, k: int,
-                 group_size: int, split_k: int = 0):
+                 group_size: int, split_k: int = 0, w_scales: Optional[torch.Tensor] = None):
     """The C problem struct with the per-weight fields set, built once per weight (a call then only
-    passes x, y, M and the workspace)."""
-    key = (data.data_ptr(), scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0, n, k, group_size, split_k)
+    passes x, y, M and the workspace). w_scales: the [N] fp32 per-channel scales of W4A8 weights."""
+    key = (data.data_ptr(), scales.data_ptr(), _ptr(zeros), n, k, group_size, split_k, _ptr(w_scales))
     p = _problems.get(key)
     if p is None:
         p = _lib.load().Problem()
         p.w, p.scales, p.n, p.k, p.group_size = key[0], key[1], n, k, group_size
-        p.zeros, p.split_k = key[2], split_k
+        p.zeros, p.split_k, p.w_scales = key[2], split_k, key[7]
         _problems[key] = p
     return p
 
@@ -62,9 +66,9 @@ _launches: dict[tuple, _Launch] = {}
 
 
 def _prepare(index: int, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], m: int, n: int,
-             k: int, group_size: int, split_k: int, device: int) -> _Launch:
+             k: int, group_size: int, split_k: int, device: int, w_scales: Optional[torch.Tensor] = None) -> _Launch:
     lib = _lib.load()
-    base = base_problem(data, scales, zeros, n, k, group_size, split_k)
+    base = base_problem(data, scales, zeros, n, k, group_size, split_k, w_scales)
     # per device: split plans (decode, stream-K), hence workspace sizes, depend on the SM count
     wkey = (index, m, n, k, group_size, split_k, device)
     ws_bytes = _workspace_bytes.get(wkey)
@@ -104,14 +108,13 @@ def _forget_weight(key: tuple[int, int]) -> None:
 
 
 def _weights_ready(device: int, stream: int, weights: tuple) -> bool:
-    """True when this weight (data, scales, zeros) was read by an earlier launch on this stream (or
-    on any stream, while a graph is captured) and none of its tensors changed since; records this
-    launch either way."""
-    data, scales, zeros = weights
-    if data.is_inference() or scales.is_inference() or (zeros is not None and zeros.is_inference()):
+    """True when this weight (data, then its other per-weight tensors: scales, zeros, w_scales, any
+    of them None) was read by an earlier launch on this stream (or on any stream, while a graph is
+    captured) and none of its tensors changed since; records this launch either way."""
+    data = weights[0]
+    if any(t is not None and t.is_inference() for t in weights):
         return False
-    versions = (data._version, scales._version, zeros._version if zeros is not None else -1,
-                scales.data_ptr(), zeros.data_ptr() if zeros is not None else 0)
+    versions = tuple((t._version, t.data_ptr()) if t is not None else (-1, 0) for t in weights)
     key = (device, data.data_ptr())
     seen = _seen_weights.get(key)
     if seen is not None and seen[1] == versions and seen[0]() is data:
@@ -129,8 +132,8 @@ def _weights_ready(device: int, stream: int, weights: tuple) -> bool:
 
 def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, weights: tuple,
          bias: Optional[torch.Tensor] = None, x_scale: Optional[torch.Tensor] = None) -> None:
-    """Launch `plan` on the current stream; weights = (data, scales, zeros) of the packed weight, for
-    the ready flags (NOTE(inputs ready)); x_scale: [M] fp32 per-token scales of 8-bit activations."""
+    """Launch `plan` on the current stream; weights = (data, scales, zeros, w_scales) of the packed
+    weight, for the ready flags (NOTE(inputs ready)); x_scale: [M] fp32 per-token scales of 8-bit activations."""
     if device != _current_device():
         with torch.cuda.device(device):
             return _run(plan, x, out, device, weights, bias, x_scale)
@@ -157,14 +160,14 @@ def _run(plan: _Launch, x: torch.Tensor, out: torch.Tensor, device: int, weights
 
 def launch(index: int, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
            out: torch.Tensor, group_size: int, split_k: int = 0, bias: Optional[torch.Tensor] = None,
-           x_scale: Optional[torch.Tensor] = None) -> None:
+           x_scale: Optional[torch.Tensor] = None, w_scales: Optional[torch.Tensor] = None) -> None:
     """Run built kernel `index` into `out` [M, N] on the current stream (x: [M, K], contiguous).
     split_k >= 1 forces that many K-slices on kernels that split K (tests use it); bias [N] is
-    added in the kernel; x_scale [M] fp32 for 8-bit activations."""
+    added in the kernel; x_scale [M] fp32 for 8-bit activations; w_scales [N] fp32 for W4A8."""
     m, k = x.shape
     device = x.device.index
-    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device), x, out, device,
-         (data, scales, zeros), bias, x_scale)
+    _run(_prepare(index, data, scales, zeros, m, out.shape[1], k, group_size, split_k, device, w_scales), x, out,
+         device, (data, scales, zeros, w_scales), bias, x_scale)
 
 
 def autotune_enabled() -> bool:
@@ -174,8 +177,8 @@ def autotune_enabled() -> bool:
 
 def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor,
              zeros: Optional[torch.Tensor], n: int, k: int, group_size: int, deterministic: bool,
-             x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None
-             ) -> Optional[dispatch.Choice]:
+             x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
+             w_scales: Optional[torch.Tensor] = None) -> Optional[dispatch.Choice]:
     """Time the likeliest candidates on this problem (x's M, the real weight; which ones:
     dispatch.autotune_candidates) and remember the fastest for its M bucket, as a profile entry
     would: for shapes no profile covers or covers only through a nearby shape, and GPUs without one. Each candidate runs with L2 flushed
@@ -197,14 +200,15 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
     out = torch.empty((m, n), dtype=out_dtype or x.dtype, device=x.device)
     times: dict[str, float] = {}
     with torch.cuda.device(device):
-        plans = {name: _prepare(by_name[name].index, data, scales, zeros, m, n, k, group_size, 0, device)
+        plans = {name: _prepare(by_name[name].index, data, scales, zeros, m, n, k, group_size, 0, device, w_scales)
                  for name in cands}
         # NOTE(noise): interleaved rounds, the best median counts (as `mixgemm tune` measures): on
         # small layers the candidates lie within a microsecond or two, and one round of 7 picked a
         # 32-token decode kernel for M = 1 (H100, 2048x1792).
         for _ in range(dispatch.AUTOTUNE_ROUNDS):
             for name, plan in plans.items():
-                t = event_us(lambda plan=plan: _run(plan, x, out, device, (data, scales, zeros), None, x_scale),
+                t = event_us(lambda plan=plan: _run(plan, x, out, device, (data, scales, zeros, w_scales), None,
+                                                    x_scale),
                              reps=5, before=flush.zero_)
                 times[name] = min(times.get(name, t), t)
     best = min(times, key=lambda nm: dispatch.rank_key(by_name[nm].spec, times[nm], cap))
@@ -216,7 +220,8 @@ def autotune(key: dispatch.DispatchKey, x: torch.Tensor, data: torch.Tensor, sca
 def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
              n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
              deterministic: bool = False, bias: Optional[torch.Tensor] = None,
-             x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+             x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
+             w_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
     if x.data_ptr() % 16:
         x = x.clone()  # NOTE(alignment): kernels load x in 16-byte vectors; an offset view is copied
     if bias is not None and (bias.data_ptr() % 16 or not bias.is_contiguous()):
@@ -236,12 +241,12 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
                 keep = False  # the capture keeps the estimate; the next eager call times it
             else:
                 choice = autotune(dkey, x, data, scales, zeros, n, k, group_size, deterministic, x_scale,
-                                  out_dtype) or choice
-        plan = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0, device.index)
+                                  out_dtype, w_scales) or choice
+        plan = _prepare(choice.index, data, scales, zeros, m, n, k, group_size, 0, device.index, w_scales)
         if keep:
             _launches[lkey] = plan
     out = torch.empty((m, n), dtype=out_dtype or x.dtype, device=device)
-    _run(plan, x, out, device.index, (data, scales, zeros), bias, x_scale)
+    _run(plan, x, out, device.index, (data, scales, zeros, w_scales), bias, x_scale)
     return out
 
 
@@ -249,17 +254,19 @@ def _forward(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: O
 def gemm_op(x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
             n: int, k: int, group_size: int, layout: str, weight_dtype: str, kernel: str,
             deterministic: bool = False, bias: Optional[torch.Tensor] = None,
-            x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+            x_scale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
+            w_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
     """y[M, N] = x[M, K] @ dequant(W)^T (+ bias [N], added in fp32 before the one rounding) for a
     2-D, contiguous, validated x (see gemm()); scales, zeros and bias in the output dtype (x's dtype
-    unless out_dtype is given: 8-bit activations, with x_scale [M] fp32)."""
+    unless out_dtype is given: 8-bit activations, with x_scale [M] fp32; W4A8 weights read their
+    scale tables and w_scales [N] fp32)."""
     return _forward(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic, bias,
-                    x_scale, out_dtype)
+                    x_scale, out_dtype, w_scales)
 
 
 @gemm_op.register_fake
 def _(x, data, scales, zeros, n, k, group_size, layout, weight_dtype, kernel, deterministic=False, bias=None,
-      x_scale=None, out_dtype=None):
+      x_scale=None, out_dtype=None, w_scales=None):
     return x.new_empty((x.shape[0], n), dtype=out_dtype or x.dtype)
 
 
@@ -286,7 +293,8 @@ def _check_args(x, pw, bias, out_dtype, x_scale=None) -> tuple[Plan, torch.dtype
     if fp8 != wants:
         if fp8:
             raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves 16-bit activations; "
-                             f"quantize the weight with act_dtype={x.dtype} (weight_dtype='e4m3', group_size=-1)")
+                             f"quantize the weight with act_dtype={x.dtype} (weight_dtype='e4m3', group_size=-1 for "
+                             f"fp8 x fp8; weight_dtype='s4' for W4A8)")
         raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves e4m3 activations: "
                          f"pass xq, x_scale = mixgemm.quantize_activations(x) and gemm(xq, pw, x_scale=x_scale)")
     rows = x.shape[:-1]
@@ -332,7 +340,7 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
     x: bfloat16/float16 activations, or e4m3 ones (torch.float8_e4m3fn) quantized per token with
         their fp32 scales in x_scale [...] (see quantize_activations): then
         ``y = (x * x_scale[..., None]) @ dequantize(pw, torch.float32).T``, pw made with
-        act_dtype=torch.float8_e4m3fn.
+        act_dtype=torch.float8_e4m3fn (e4m3 weights: fp8 x fp8; s4 weights: W4A8).
     out_dtype: 16-bit activations write their own dtype (None); e4m3 ones bf16 (default) or fp16.
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
     deterministic: only kernels whose results are bit-identical run to run AND independent of the
@@ -354,11 +362,11 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
         x2 = x2.contiguous()  # TMA reads dense rows
         xs = None if x_scale is None else x_scale.reshape(-1).contiguous()
         # NOTE(overhead): eager calls skip the torch.library dispatcher (~10 us); traced code needs the op
-        scales, zeros = (p.scales, p.zeros) if out == p.scale_dtype else pw.scales_for(out)
+        scales, zeros = (p.scales, p.zeros) if out == p.scale_dtype or p.w_scales is not None else pw.scales_for(out)
         op = gemm_op if torch.compiler.is_compiling() else _forward
         b = bias if bias is None or pn == n else torch.nn.functional.pad(bias, (0, pn - n))
         y = op(x2, p.data, scales, zeros, pn, pk, p.group_size, p.layout, p.weight_dtype, kernel or "",
-               deterministic, b, xs, None if xs is None else out)
+               deterministic, b, xs, None if xs is None else out, p.w_scales)
         if pn != n:
             y = y[:, :n]
     return y if x.dim() == 2 else y.reshape(*x.shape[:-1], n)

@@ -1,11 +1,13 @@
 """PackedWeight: a quantized Linear weight in one packed layout.
 
-It is an ``nn.Module`` holding buffers (``data``, ``scales``, ``zeros``) and its metadata as extra
-state, so ``.to(device)``, ``state_dict()`` and ``load_state_dict()`` work as for any module. It
+It is an ``nn.Module`` holding buffers (``data``, ``scales``, ``zeros``; ``channel_scales`` for
+W4A8) and its metadata as extra state, so ``.to(device)``, ``state_dict()`` and ``load_state_dict()`` work as for any module. It
 records its layout tag (not a GPU): every kernel family that reads that layout can use it, on any
 GPU that family runs on, and a kernel of another layout refuses it. One PackedWeight serves bf16
 and fp16 activations: scales are stored in one of them and converted once, on first use, to the
-other (refused if the conversion would change a value).
+other (refused if the conversion would change a value). W4A8 weights (layout w4_mma32_unified)
+keep e4m3 group scales and fp32 per-channel scales instead, and the kernels' lookup tables of the
+group scales as a buffer derived from them (not saved in the state dict).
 """
 from __future__ import annotations
 
@@ -18,16 +20,19 @@ from .generator.catalog import catalog
 from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, NO_SCALE, PER_CHANNEL
 from .generator.family import ShapeRule
 from .generator.layouts import FP8_ACTIVATION_LAYOUTS, LEGACY_TAGS
-from .quant import ACT_DTYPES, FORMATS, FP8_ACT_DTYPES, LAYOUTS, FloatWeightFormat, Layout
+from .quant import (ACT_DTYPES, FORMATS, FP8_ACT_DTYPES, LAYOUTS, TWO_LEVEL_LAYOUTS, FloatWeightFormat, Layout,
+                    dequantize_w4a8, quantize_w4a8, scale_tables, two_level_scales)
 
 STATE_VERSION = 2
 
 
 class Plan(NamedTuple):
-    """What gemm() needs per call, gathered once per PackedWeight."""
+    """What gemm() needs per call, gathered once per PackedWeight. scales: what the kernels read (the
+    lookup tables for W4A8); w_scales: the per-channel scales of W4A8 weights, else None."""
     data: torch.Tensor
     scales: torch.Tensor
     zeros: Optional[torch.Tensor]
+    w_scales: Optional[torch.Tensor]
     shape: tuple[int, int]
     padded_shape: tuple[int, int]
     group_size: int
@@ -41,14 +46,17 @@ class PackedWeight(torch.nn.Module):
     data: torch.Tensor
     scales: torch.Tensor
     zeros: Optional[torch.Tensor]
+    channel_scales: Optional[torch.Tensor]
 
     def __init__(self, data: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor], *,
                  shape: tuple[int, int], weight_dtype: str, group_size: int, layout: str,
-                 padded_shape: Optional[tuple[int, int]] = None):
+                 padded_shape: Optional[tuple[int, int]] = None, channel_scales: Optional[torch.Tensor] = None):
         super().__init__()
         self.register_buffer("data", data)
         self.register_buffer("scales", scales)
         self.register_buffer("zeros", zeros)
+        self.register_buffer("channel_scales", channel_scales)
+        self.register_buffer("scale_tables", None, persistent=False)
         self.shape = (int(shape[0]), int(shape[1]))
         self.padded_shape = tuple(int(v) for v in (padded_shape or shape))
         self.weight_dtype = weight_dtype
@@ -65,8 +73,9 @@ class PackedWeight(torch.nn.Module):
         if self.layout not in LAYOUTS:
             raise ValueError(f"PackedWeight layout {self.layout!r} is unknown to this mixgemm (known: {sorted(LAYOUTS)})")
         layout = LAYOUTS[self.layout]
-        if layout.bits != FORMATS[self.weight_dtype].bits:
-            raise ValueError(f"PackedWeight layout {self.layout!r} holds {layout.bits}-bit values, not {self.weight_dtype}")
+        if layout.bits != FORMATS[self.weight_dtype].bits or (layout.signed_only and not FORMATS[self.weight_dtype].dtype.signed):
+            raise ValueError(f"PackedWeight layout {self.layout!r} holds {'signed ' if layout.signed_only else ''}"
+                             f"{layout.bits}-bit values, not {self.weight_dtype}")
         if not (0 < n <= pn and 0 < k <= pk):
             raise ValueError(f"PackedWeight shape {self.shape} must fit in its padded shape {self.padded_shape}")
         if pn % layout.n_multiple or pk % layout.k_multiple:
@@ -78,9 +87,21 @@ class PackedWeight(torch.nn.Module):
             raise ValueError(f"PackedWeight.data must be uint8 with {layout.nbytes(pn, pk)} elements for "
                              f"{self.padded_shape}, got {self.data.dtype} with {self.data.numel()}")
         groups = (pk // self.group_size, pn)
-        if self.scales.dtype not in ACT_DTYPES or tuple(self.scales.shape) != groups:
+        if self.two_level:
+            if self.scales.dtype != torch.float8_e4m3fn or tuple(self.scales.shape) != groups:
+                raise ValueError(f"PackedWeight.scales of layout {self.layout} must be float8_e4m3fn group scales of "
+                                 f"shape {groups} ([K/group, N]), got {self.scales.dtype} {tuple(self.scales.shape)}")
+            c = self.channel_scales
+            if c is None or c.dtype != torch.float32 or tuple(c.shape) != (pn,) or c.device != self.scales.device:
+                got = "None" if c is None else f"{c.dtype} {tuple(c.shape)} on {c.device}"
+                raise ValueError(f"PackedWeight.channel_scales of layout {self.layout} must be float32 of shape ({pn},) "
+                                 f"on {self.scales.device}, got {got}")
+        elif self.scales.dtype not in ACT_DTYPES or tuple(self.scales.shape) != groups:
             raise ValueError(f"PackedWeight.scales must be float16/bfloat16 of shape {groups} ([K/group, N]), "
                              f"got {self.scales.dtype} {tuple(self.scales.shape)}")
+        elif self.channel_scales is not None:
+            raise ValueError(f"PackedWeight.channel_scales is only for the W4A8 layouts {sorted(TWO_LEVEL_LAYOUTS)}; "
+                             f"layout {self.layout} takes None")
         if FORMATS[self.weight_dtype].zero_point != (self.zeros is not None):
             raise ValueError(f"PackedWeight.zeros must be {'given' if FORMATS[self.weight_dtype].zero_point else 'None'} "
                              f"for weight_dtype={self.weight_dtype!r}")
@@ -93,6 +114,8 @@ class PackedWeight(torch.nn.Module):
                              f"got {self.zeros.dtype} {tuple(self.zeros.shape)} on {self.zeros.device}")
         if self.data.device != self.scales.device:
             raise ValueError(f"PackedWeight.data is on {self.data.device} but scales on {self.scales.device}")
+        if self.two_level:  # the kernels' lookup tables, derived once from the group scales
+            self.scale_tables = scale_tables(self.scales)
 
     # ---- per-call state, built once ---------------------------------------------------------------
     def _forget(self) -> None:
@@ -103,7 +126,9 @@ class PackedWeight(torch.nn.Module):
         """What gemm() needs per call, gathered once (buffer lookups on a Module cost ~0.3 us each)."""
         plan = self.__dict__.get("_plan")
         if plan is None:
-            plan = Plan(self.data, self.scales, self.zeros, self.shape, self.padded_shape, self.group_size,
+            two = self.two_level
+            plan = Plan(self.data, self.scale_tables if two else self.scales, self.zeros,
+                        self.channel_scales if two else None, self.shape, self.padded_shape, self.group_size,
                         self.layout, self.weight_dtype, self.scales.dtype, self.data.device)
             self.__dict__["_plan"] = plan
         return plan
@@ -112,6 +137,9 @@ class PackedWeight(torch.nn.Module):
         """(scales, zeros) in activation dtype `dtype`: the stored ones, or a copy converted once.
         A conversion that would change a value (out of fp16's range or precision) is refused:
         quantize for that dtype instead."""
+        if self.two_level:
+            raise TypeError(f"layout {self.layout} (W4A8) keeps e4m3 group scales and fp32 per-channel scales; "
+                            f"they serve every output dtype as they are")
         if dtype == self.scales.dtype:
             return self.scales, self.zeros
         cache = self.__dict__.setdefault("_converted", {})
@@ -132,19 +160,36 @@ class PackedWeight(torch.nn.Module):
             hit = cache[dtype] = tuple(pair)
         return hit
 
+    def kernel_tensors(self, out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor],
+                                                               Optional[torch.Tensor]]:
+        """(data, scales, zeros, w_scales) as a kernel writing `out_dtype` reads them: for W4A8 the
+        scale tables and the fp32 per-channel scales, else the scales (and zeros) in `out_dtype`."""
+        if self.two_level:
+            return self.data, self.scale_tables, None, self.channel_scales
+        scales, zeros = self.scales_for(out_dtype)
+        return self.data, scales, zeros, None
+
     def _apply(self, fn, *args, **kwargs):
         self._forget()  # .to()/.cuda() replace the buffers
         return super()._apply(fn, *args, **kwargs)
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._forget()
-        return super()._load_from_state_dict(*args, **kwargs)
+        out = super()._load_from_state_dict(*args, **kwargs)
+        if self.two_level:
+            self.scale_tables = scale_tables(self.scales)
+        return out
 
     # ---- metadata --------------------------------------------------------------------------------
     @property
     def scale_dtype(self) -> torch.dtype:
         """The dtype scales are stored in (activations of the other 16-bit dtype work too)."""
         return self.scales.dtype
+
+    @property
+    def two_level(self) -> bool:
+        """W4A8: e4m3 group scales x fp32 per-channel scales (quant.TWO_LEVEL_LAYOUTS)."""
+        return self.layout in TWO_LEVEL_LAYOUTS
 
     @property
     def zero_point(self) -> bool:
@@ -160,7 +205,8 @@ class PackedWeight(torch.nn.Module):
 
     def nbytes(self) -> int:
         """Bytes a kernel reads for the weight: packed values + scales (+ zeros)."""
-        return sum(t.numel() * t.element_size() for t in (self.data, self.scales, self.zeros) if t is not None)
+        read = (self.data, self.scale_tables, self.channel_scales) if self.two_level else (self.data, self.scales, self.zeros)
+        return sum(t.numel() * t.element_size() for t in read if t is not None)
 
     def get_extra_state(self) -> dict:
         return {"shape": list(self.shape), "padded_shape": list(self.padded_shape), "weight_dtype": self.weight_dtype,
@@ -181,7 +227,8 @@ class PackedWeight(torch.nn.Module):
         meta = upgrade_state(state[prefix + "_extra_state"])
         return cls(state[prefix + "data"], state[prefix + "scales"], state.get(prefix + "zeros"),
                    shape=meta["shape"], weight_dtype=meta["weight_dtype"], group_size=meta["group_size"],
-                   layout=meta["layout"], padded_shape=meta["padded_shape"])
+                   layout=meta["layout"], padded_shape=meta["padded_shape"],
+                   channel_scales=state.get(prefix + "channel_scales"))
 
     def to_layout(self, layout: str) -> "PackedWeight":
         """The same weights repacked in another layout (self if it is already in it)."""
@@ -190,6 +237,9 @@ class PackedWeight(torch.nn.Module):
         if layout not in LAYOUTS or LAYOUTS[layout].bits != FORMATS[self.weight_dtype].bits:
             fits = [t for t, lay in LAYOUTS.items() if lay.bits == FORMATS[self.weight_dtype].bits]
             raise ValueError(f"layout={layout!r}: {self.weight_dtype} weights can be packed as {fits}")
+        if (layout in TWO_LEVEL_LAYOUTS) != self.two_level:
+            raise ValueError(f"layout={layout!r}: W4A8 weights (two-level e4m3 x fp32 scales, {sorted(TWO_LEVEL_LAYOUTS)}) "
+                             f"and weights with 16-bit scales do not convert into each other; quantize again")
         target = LAYOUTS[layout]
         pn, pk = self.padded_shape
         if pn % target.n_multiple or pk % target.k_multiple:
@@ -197,15 +247,15 @@ class PackedWeight(torch.nn.Module):
                              f"this weight is padded to {self.padded_shape}: quantize again with pad=True and that layout")
         return PackedWeight(target.pack(unpack(self)), self.scales, self.zeros, shape=self.shape,
                             weight_dtype=self.weight_dtype, group_size=self.group_size, layout=layout,
-                            padded_shape=self.padded_shape)
+                            padded_shape=self.padded_shape, channel_scales=self.channel_scales)
 
     def extra_repr(self) -> str:
         n, k = self.shape
         pad = f", padded_shape={self.padded_shape}" if self.padded_shape != self.shape else ""
         group = "per-channel" if self.per_channel else str(self.group_size)
+        scales = str(self.scale_dtype).removeprefix('torch.') + (" x float32 per channel" if self.two_level else "")
         return (f"shape=({n}, {k}){pad}, weight={self.weight_dtype}, group_size={group}, "
-                f"zero_point={self.zero_point}, scales={str(self.scale_dtype).removeprefix('torch.')}, "
-                f"layout={self.layout}")
+                f"zero_point={self.zero_point}, scales={scales}, layout={self.layout}")
 
 
 def upgrade_state(state: dict) -> dict:
@@ -383,7 +433,10 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         work too (scales are converted once, if exactly representable). torch.float8_e4m3fn: for
         e4m3 activations quantized per token (quantize_activations; the fp8 x fp8 family):
         weight_dtype='e4m3' with per-channel scales (group_size=-1), stored in w's dtype if 16-bit,
-        else bf16, and converted to the output dtype once.
+        else bf16, and converted to the output dtype once (fp8 x fp8); or weight_dtype='s4' with
+        group scales (W4A8): each group's scale is an e4m3 number times an fp32 per-channel scale
+        (the kernels' lookup-table conversion multiplies q by the e4m3 one and rounds to e4m3), and
+        each value takes the q in [-8, 7] whose product lies nearest; dequantize() gives the result.
     pad: zero-pad N and K up to what the kernels need, so any shape runs; gemm() pads x along K
         (a copy) and returns a view of the first N columns. The last group may then be partial.
     layout: a layout tag (quant.LAYOUTS) instead of the one `arch` implies.
@@ -424,6 +477,15 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         raise ValueError(f"group_size={group_size} must divide K={k} (or pass pad=True to zero-pad K to a multiple "
                          f"of it, or {PER_CHANNEL} for per-channel)")
     _check_fits(rule, where, "w", (n, k), (pn, pk), group_size, "pass pad=True to zero-pad")
+    if layout in TWO_LEVEL_LAYOUTS:
+        if no_scale:
+            q, _, _ = _convert_only(fmt, weight_dtype, w, act_dtype)
+            g, channel = two_level_scales(torch.ones(pn, 1, device=w.device))
+            g = g.t().contiguous()
+        else:
+            q, g, channel = quantize_w4a8(w, group_size)
+        return PackedWeight(LAYOUTS[layout].pack(q), g, None, shape=(n, k), weight_dtype=weight_dtype,
+                            group_size=group_size, layout=layout, padded_shape=(pn, pk), channel_scales=channel)
     if no_scale:
         q, scales, zeros = _convert_only(fmt, weight_dtype, w, act_dtype)
     else:
@@ -448,7 +510,9 @@ def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Opti
     The group size is K / scales.shape[1]. Dequantization, as for quantize: q * scale (+ zero term),
     rounded once to the activation dtype; dequantize() returns exactly that.
     act_dtype: as for quantize: the dtype to store scales in (default: the scales' dtype if 16-bit,
-        else bfloat16), or torch.float8_e4m3fn for e4m3 activations (scales then as by default).
+        else bfloat16), or torch.float8_e4m3fn for e4m3 activations (scales then as by default; for
+        s4 weights (W4A8) each scale becomes an e4m3 group scale times an fp32 per-channel scale,
+        the largest of a channel exact, the others rounded to e4m3; dequantize() shows the result).
     arch, layout: as for quantize. N and K must already fit the kernels' shape rule (pad before).
     """
     fmt = _format(weight_dtype)
@@ -498,6 +562,10 @@ def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Opti
     layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, values, act)
     _check_fits(rule, where, "values", (n, k), (n, k), group_size, "pad with zeros first")
     data = LAYOUTS[layout].pack(q.to(s.device))
+    if layout in TWO_LEVEL_LAYOUTS:  # W4A8: the scales as e4m3 group scales x fp32 per-channel ones
+        g, channel = two_level_scales(scales.to(s.device))
+        return PackedWeight(data, g.t().contiguous(), None, shape=(n, k), weight_dtype=weight_dtype,
+                            group_size=group_size, layout=layout, channel_scales=channel)
     return PackedWeight(data, s.t().contiguous(), zero_term, shape=(n, k), weight_dtype=weight_dtype,
                         group_size=group_size, layout=layout)
 
@@ -510,12 +578,15 @@ def unpack(pw: PackedWeight) -> torch.Tensor:
 
 def dequantize(pw: PackedWeight, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """The exact [N, K] weights the kernels multiply by for activations of `dtype` (default: the
-    scales' dtype): q * scale (+ zero) as one fused multiply-add, rounded once. torch.float32: the
+    scales' dtype; for W4A8 weights float32, what their kernels multiply by): q * scale (+ zero) as one fused multiply-add, rounded once. torch.float32: the
     same unrounded, which is what the 8-bit-activation kernels multiply by (their per-channel scale
     applies in the fp32 epilogue; output bf16 and fp16 alike). Rounding q * scale
     first would be a different weight: for u4 the two terms nearly cancel, and a GEMM over such
     weights differs by ~5e-3 (measured on the H100)."""
     n, k = pw.shape
+    if pw.two_level:  # W4A8: channel * e4m3(g * q) in fp32 (the channel scale applies in the fp32 epilogue)
+        w = dequantize_w4a8(unpack(pw), pw.scales, pw.channel_scales, pw.group_size)[:n, :k]
+        return w if dtype in (None, torch.float32) else w.to(dtype)
     dtype = pw.scale_dtype if dtype is None else dtype
     if dtype == torch.float32:  # q * scale (+ zero) exactly, unrounded: what an fp32 epilogue multiplies by
         return FORMATS[pw.weight_dtype].dequantize(unpack(pw), pw.scales, pw.zeros, pw.group_size, dtype)[:n, :k]

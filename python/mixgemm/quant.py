@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from .generator.dtypes import ACTIVATIONS, FP8_ACTIVATIONS, DType
-from .generator.layouts import W4_MMA16, W8_KMAJOR, W8_MMA16
+from .generator.layouts import W4_MMA16, W4_MMA32_UNIFIED, W8_KMAJOR, W8_MMA16
 
 
 def torch_dtype(d: DType | str) -> torch.dtype:
@@ -175,6 +175,7 @@ class Layout:
     k_multiple: int
     pack: Callable[[torch.Tensor], torch.Tensor]
     unpack: Callable[[torch.Tensor, int, int, bool], torch.Tensor]
+    signed_only: bool = False  # holds signed values only (its encoding has no room for unsigned ones)
 
     def nbytes(self, n: int, k: int) -> int:
         return n * k * self.bits // 8
@@ -259,3 +260,106 @@ register_layout(Layout(
     pack=lambda q: pack_bytes(q.reshape(-1)),
     unpack=lambda data, n, k, signed: unpack_bytes(data, signed).reshape(n, k),
 ))
+
+
+# w4_mma32_unified (W4A8): within a 16 x 32 atom (n = 8*n_mid + n_lo, k = 16*k_half + 4*k_c + k_lo)
+# value (n, k) sits at 64*n_lo + 16*k_c + 8*k_half + 4*n_mid + k_lo (lane 4*n_lo + k_c owns 16
+# contiguous values), and atoms are tiled column-major over (N/16, K/32): weight_layout.h's layout
+# for e4m3 activations (tests/unit/test_layout_atom.py compares the two).
+def mma32_permute(q: torch.Tensor) -> torch.Tensor:
+    n, k = q.shape
+    v = q.reshape(n // 16, 2, 8, k // 32, 2, 4, 4)  # n_hi, n_mid, n_lo, k_hi, k_half, k_c, k_lo
+    return v.permute(3, 0, 2, 5, 4, 1, 6).reshape(-1)
+
+
+def mma32_unpermute(flat: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    v = flat.reshape(k // 32, n // 16, 8, 4, 2, 2, 4)  # k_hi, n_hi, n_lo, k_c, k_half, n_mid, k_lo
+    return v.permute(1, 5, 2, 0, 4, 3, 6).reshape(n, k)
+
+
+def unified_encode(q: torch.Tensor) -> torch.Tensor:
+    """s4 values -> CUTLASS's unified nibble codes: q <= 0 in two's complement, q > 0 as 8 - q (the
+    lookup-table converter indexes by the low 3 bits and takes the sign from bit 3)."""
+    q = q.to(torch.int16)
+    return torch.where(q > 0, 8 - q, q & 0xF)
+
+
+def unified_decode(codes: torch.Tensor) -> torch.Tensor:
+    c = codes.to(torch.int16) & 0xF
+    return torch.where(c >= 8, c - 16, torch.where(c == 0, c, 8 - c))
+
+
+register_layout(Layout(
+    tag=W4_MMA32_UNIFIED, bits=4, n_multiple=16, k_multiple=32,
+    pack=lambda q: pack_nibbles(unified_encode(mma32_permute(q))),
+    unpack=lambda data, n, k, signed: mma32_unpermute(unified_decode(unpack_nibbles(data, False)), n, k),
+    signed_only=True,
+))
+
+
+# ---- W4A8: two-level weight scales ------------------------------------------------------------------
+# A W4A8 weight is dequantized as channel[n] * e4m3(g[grp, n] * q[n, k]): CUTLASS's lookup-table
+# conversion turns each 4-bit q into the e4m3 value of its group scale g (an e4m3 number) times q,
+# the fp8 wgmma multiplies those by the e4m3 activations, and the fp32 per-channel scale applies in
+# the epilogue. Quantization picks, per value, the q whose e4m3(g * q) lies nearest.
+TWO_LEVEL_LAYOUTS = frozenset({W4_MMA32_UNIFIED})
+"""Layouts whose weights carry e4m3 group scales ([K/group, N]) and fp32 per-channel scales ([N])."""
+W4A8_GROUP_SCALE_MAX = 32.0
+"""The largest group scale: w / channel spans +-7 * 32 = +-224, so every table entry g * q (|q| <= 8)
+stays within e4m3's +-448."""
+_Q4 = torch.arange(-8, 8, dtype=torch.float32)
+
+
+def scale_tables(g: torch.Tensor) -> torch.Tensor:
+    """e4m3 group scales [G, N] -> the tables the kernels read, uint8 [G, N, 8]: the e4m3 codes of
+    g * -8, ..., g * -2 and -g (CUTLASS's packed_scale_t layout; the positive half is derived in
+    the kernel by flipping sign bits)."""
+    neg = (g.float().unsqueeze(-1) * _Q4[:8].to(g.device)).to(torch.float8_e4m3fn).view(torch.uint8)
+    neg[..., 7] = g.view(torch.uint8) ^ 0x80  # -g: the sign bit flipped, exact
+    return neg.contiguous()
+
+
+def table_values(g: torch.Tensor) -> torch.Tensor:
+    """fp32 [..., 16]: what the kernels multiply q = -8..7 by for e4m3 group scales g [...] (entry
+    q + 8), as the lookup-table conversion forms them: e4m3(g * q) for q < 0, its negation for q > 0."""
+    neg = scale_tables(g).view(torch.float8_e4m3fn).float()  # q = -8..-1
+    pos = -neg[..., 1:].flip(-1)                               # q = 1..7: -(entry of -q)
+    return torch.cat([neg, torch.zeros_like(neg[..., :1]), pos], dim=-1)
+
+
+def two_level_scales(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group scales [N, G] (any float dtype) -> (e4m3 group scales [N, G], fp32 channel [N]) with
+    g * channel ~= s (g rounded to e4m3; the largest group of each channel gets W4A8_GROUP_SCALE_MAX)."""
+    sf = s.float().abs()
+    top = sf.amax(dim=1)
+    channel = torch.where(top > 0, top / W4A8_GROUP_SCALE_MAX, torch.ones_like(top))
+    g = (sf / channel.unsqueeze(1)).to(torch.float8_e4m3fn)
+    return g, channel
+
+
+def quantize_w4a8(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q int16 [N, K], e4m3 group scales [K/group, N], fp32 channel scales [N]) of a float weight
+    [N, K]: group scale amax / 7 relative to the channel's, then per value the q in [-8, 7] whose
+    table value e4m3(g * q) * channel lies nearest to w."""
+    n, k = w.shape
+    wf = w.float()
+    amax = wf.reshape(n, k // group_size, group_size).abs().amax(dim=-1)
+    g, channel = two_level_scales(amax / 7)
+    table = table_values(g)                                    # [N, G, 16], non-decreasing in q
+    v = (wf / channel.unsqueeze(1)).reshape(n * (k // group_size), group_size)
+    flat = table.reshape(-1, 16).contiguous()
+    hi = torch.searchsorted(flat, v.contiguous()).clamp(max=15)
+    lo = (hi - 1).clamp(min=0)
+    pick = torch.where((v - flat.gather(1, lo)).abs() <= (flat.gather(1, hi) - v).abs(), lo, hi)
+    q = (pick - 8).reshape(n, k).to(torch.int16)
+    return q, g.t().contiguous(), channel
+
+
+def dequantize_w4a8(q: torch.Tensor, g: torch.Tensor, channel: torch.Tensor, group_size: int) -> torch.Tensor:
+    """fp32 [N, K]: channel[n] * e4m3(g * q), what the W4A8 kernels multiply by (the channel scale
+    in their fp32 epilogue)."""
+    n, k = q.shape
+    table = table_values(g.t())                                # [N, G, 16]
+    idx = (q.long() + 8).reshape(n, k // group_size, group_size)
+    vals = table.gather(2, idx).reshape(n, k)
+    return vals * channel.float().unsqueeze(1)

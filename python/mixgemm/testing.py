@@ -88,3 +88,13 @@ def output_dtype(spec) -> torch.dtype:
 def poisoned_output(spec, m: int, n: int) -> torch.Tensor:
     """y [M, N] in the kernel's output dtype, filled with NaN: a kernel must write every element."""
     return torch.full((m, n), float("nan"), device="cuda", dtype=output_dtype(spec))
+
+
+def launch_kernel(name: str, x: torch.Tensor, pw: PackedWeight, out: torch.Tensor, *, split_k: int = 0,
+                  bias: torch.Tensor | None = None, x_scale: torch.Tensor | None = None) -> None:
+    """Run built kernel `name` (forced, no dispatch) on pw into `out`, with the tensors it reads."""
+    import mixgemm  # noqa: PLC0415
+    from .ops import launch  # noqa: PLC0415
+    data, scales, zeros, w_scales = pw.kernel_tensors(out.dtype)
+    launch(mixgemm.kernels().index(name), x, data, scales, zeros, out, pw.group_size, split_k=split_k, bias=bias,
+           x_scale=x_scale, w_scales=w_scales)

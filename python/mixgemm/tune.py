@@ -16,10 +16,10 @@ import torch
 
 from . import dispatch
 from .bench import SHAPE_SETS, SHAPES, bench_us, gpu_info
-from .ops import launch
+from .ops import launch, quantize_activations
 from .packed import quantize
 from .generator.dtypes import ACTIVATIONS, DEFAULT_GROUP_SIZE, PER_CHANNEL
-from .quant import FORMATS, torch_dtype
+from .quant import FORMATS, FP8_ACT_DTYPES, torch_dtype
 from .profiles import PROFILE_VERSION, profile_name
 
 DEFAULT_M = tuple(1 << i for i in range(14))  # 1 .. 8192: the M buckets dispatch uses
@@ -76,16 +76,24 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
     total = len(shapes) * len(ms) * len(formats)
     done, start = 0, time.time()
     for weight, act in formats:
+        act_t = torch_dtype(act)
+        fp8 = act_t in FP8_ACT_DTYPES  # 8-bit activations: bf16 ones quantized per token, bf16 out
+        out_t = torch.bfloat16 if fp8 else act_t
+        # fp8 x fp8 takes per-channel weight scales only
+        group = PER_CHANNEL if fp8 and FORMATS[weight].bits == 8 else group_size
         for _name, n, k in shapes:
-            pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group_size, act_dtype=torch_dtype(act))
-            key = dispatch.key(pw.layout, torch_dtype(act), weight, pw.zero_point)
+            pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group, act_dtype=act_t)
+            key = dispatch.key(pw.layout, act_t, weight, pw.zero_point, out_t if fp8 else None)
+            data, scales, zeros, w_scales = pw.kernel_tensors(out_t)
             for m in ms:
-                x = torch.randn(m, k, device="cuda", dtype=torch_dtype(act))
-                out = torch.empty(m, n, device="cuda", dtype=torch_dtype(act))
+                x = torch.randn(m, k, device="cuda", dtype=out_t)
+                x, xs = quantize_activations(x) if fp8 else (x, None)
+                out = torch.empty(m, n, device="cuda", dtype=out_t)
                 exp = dispatch.explain_problem(key, m, n, k, pw.group_size)
                 index = {b.spec.name(): b.index for b in dispatch.built()}
                 times = time_candidates(
-                    {c: functools.partial(launch, index[c], x, pw.data, pw.scales, pw.zeros, out, pw.group_size)
+                    {c: functools.partial(launch, index[c], x, data, scales, zeros, out, pw.group_size, x_scale=xs,
+                                          w_scales=w_scales)
                      for c, _est in exp.candidates}, passes, rep_ms)
                 if times:
                     entries.append({"key": str(key), "n": n, "k": k, "m": m,
@@ -105,7 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", default="llama3-8b,llama3-70b", help="shape names, sets or N:K, comma-separated")
     p.add_argument("--m", default=",".join(map(str, DEFAULT_M)), help="M values (use the M buckets: powers of 2)")
     p.add_argument("--formats", default=",".join(f"{w}:{a.short}" for a in ACTIVATIONS for w in FORMATS),
-                   help="weight:act pairs (weights: %s; activations: %s)" % (", ".join(FORMATS), ", ".join(a.short for a in ACTIVATIONS)))
+                   help="weight:act pairs (weights: %s; activations: %s; and e4m3:e4m3 for fp8 x fp8 (per-channel), "
+                        "s4:e4m3 for W4A8)" % (", ".join(FORMATS), ", ".join(a.short for a in ACTIVATIONS)))
     p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
     p.add_argument("--rep-ms", type=float, default=20)
     p.add_argument("--passes", type=int, default=2, help="interleaved measurement rounds; the best counts")

@@ -7,9 +7,8 @@ import torch
 
 import mixgemm
 from mixgemm.generator import KernelSpec
-from mixgemm.ops import launch
 from mixgemm.quant import torch_dtype
-from mixgemm.testing import assert_close_to_reference, kernel_inputs, kernel_weight, poisoned_output, reference
+from mixgemm.testing import assert_close_to_reference, kernel_inputs, launch_kernel, kernel_weight, poisoned_output, reference
 
 pytestmark = pytest.mark.gpu
 
@@ -34,8 +33,7 @@ def test_m_over_every_tile_boundary(name):
     for m in [m for m in M_BOUNDARIES if spec.max_m() is None or m <= spec.max_m()]:
         x, xs = kernel_inputs(spec, m, 1792)
         out = poisoned_output(spec, m, 576)
-        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
-               x_scale=xs)
+        launch_kernel(name, x, pw, out, x_scale=xs)
         assert_close_to_reference(out, reference(x, pw, x_scale=xs), f"{name} M={m}")
 
 

@@ -5,7 +5,7 @@ subprocess also checks every result against the reference.
 
 - decode (dec): forced splits at M = 1..64 (up to each kernel's max_m: 8, 16, 32 or 64 tokens) on
   narrow shapes.
-- sm90 and sm90f8 stream-K (_sk): M = 1..16, 64 and 256 on narrow layers (N = 256..1024, K = 4096..14336: a
+- sm90, sm90f8 and sm90w4a8 stream-K (_sk): M = 1..16, 64 and 256 on narrow layers (N = 256..1024, K = 4096..14336: a
   few output tiles for 132 SMs), with CUTLASS's heuristic (split_k = 0, run twice: the fixed-order
   reduction must give bit-identical results) and forced split-K 2..4."""
 from __future__ import annotations
@@ -29,20 +29,19 @@ CASES = {
     "sm90": ([(256, 4096, 128), (512, 14336, 128), (768, 8192, -1), (1024, 4096, 64)], (1, 7, 16, 64, 256),
              (0, 2, 3, 4)),
     "sm90f8": ([(256, 4096, -1), (512, 14336, -1), (768, 8192, -1)], (1, 7, 16, 64, 256), (0, 2, 3, 4)),
+    "sm90w4a8": ([(256, 4096, 128), (512, 14336, 128), (768, 8192, -1)], (1, 7, 16, 64, 256), (0, 2, 3, 4)),
 }
 
 DRIVER = r"""
 import sys, torch, mixgemm
 from mixgemm.generator import KernelSpec
-from mixgemm.ops import launch
 from mixgemm.quant import torch_dtype
-from mixgemm.testing import assert_close_to_reference, kernel_inputs, kernel_weight, poisoned_output, reference
+from mixgemm.testing import assert_close_to_reference, kernel_inputs, launch_kernel, kernel_weight, poisoned_output, reference
 cases = eval(sys.argv[1])
 for name in sys.argv[2:]:
     print("start", name, flush=True)
     spec = KernelSpec.parse(name)
     shapes, ms, splits = cases[spec.token]
-    index = mixgemm.kernels().index(name)
     runs = 0
     for n, k, g in shapes:
         pw = kernel_weight(spec, n, k, g, seed=n + k)
@@ -52,13 +51,12 @@ for name in sys.argv[2:]:
             for split in splits:
                 what = f"{name} N={n} K={k} M={m} split={split}"
                 out = poisoned_output(spec, m, n)
-                scales = pw.scales_for(out.dtype)[0]
-                launch(index, x, pw.data, scales, pw.zeros, out, pw.group_size, split_k=split, x_scale=xs)
+                launch_kernel(name, x, pw, out, split_k=split, x_scale=xs)
                 torch.cuda.synchronize()
                 assert_close_to_reference(out, ref, what)
                 if split == 0:  # the kernel's own choice: a fixed-order reduction repeats bit for bit
                     again = poisoned_output(spec, m, n)
-                    launch(index, x, pw.data, scales, pw.zeros, again, pw.group_size, split_k=split, x_scale=xs)
+                    launch_kernel(name, x, pw, again, split_k=split, x_scale=xs)
                     torch.cuda.synchronize()
                     assert torch.equal(out, again), what + ": not reproducible run to run"
                 runs += 1

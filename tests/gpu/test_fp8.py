@@ -166,8 +166,8 @@ def test_bad_input_is_refused_before_launch():
         mixgemm.gemm(xq.view(torch.uint8).view(torch.float8_e5m2), pw, x_scale=xs)
     with pytest.raises(ValueError, match="per-channel"):
         mixgemm.quantize(torch.randn(512, 1024, device="cuda"), "e4m3", 128, act_dtype=FP8)
-    with pytest.raises(ValueError, match="no kernel family serves weight_dtype='s4'"):
-        mixgemm.quantize(torch.randn(512, 1024, device="cuda"), "s4", -1, act_dtype=FP8)
+    with pytest.raises(ValueError, match="no kernel family serves weight_dtype='u4'"):
+        mixgemm.quantize(torch.randn(512, 1024, device="cuda"), "u4", -1, act_dtype=FP8)
     # the C entry refuses what Python would have caught too
     lib = mixgemm._lib.load()
     y = torch.empty(4, 512, device="cuda", dtype=torch.bfloat16)

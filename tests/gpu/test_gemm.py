@@ -14,9 +14,8 @@ import mixgemm
 from mixgemm import _lib
 from mixgemm.generator import KernelSpec
 from mixgemm.bench import SHAPES
-from mixgemm.ops import launch
 from mixgemm.quant import torch_dtype
-from mixgemm.testing import kernel_inputs, kernel_weight, output_dtype, poisoned_output
+from mixgemm.testing import kernel_inputs, launch_kernel, kernel_weight, output_dtype, poisoned_output
 
 pytestmark = pytest.mark.gpu
 
@@ -70,8 +69,7 @@ def check_kernel(name: str, n: int, k: int, m: int, group_size: int, split_k: in
     pw, w_ref = kernel_weight_and_reference(spec, n, k, group_size)
     x, xs = kernel_inputs(spec, m, k)
     out = poisoned_output(spec, m, n)
-    launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
-           split_k=split_k, x_scale=xs)
+    launch_kernel(name, x, pw, out, split_k=split_k, x_scale=xs)
     torch.cuda.synchronize()
     assert not out.isnan().any(), f"{name}: {int(out.isnan().sum())} outputs not written at M={m} N={n} K={k}"
     ref = effective_x(x, xs) @ w_ref.t()
@@ -98,8 +96,7 @@ def test_every_kernel_fuses_bias(name):
     for m in ms_for(spec, (1, 64, 257)):
         x, xs = kernel_inputs(spec, m, k)
         out = poisoned_output(spec, m, n)
-        launch(mixgemm.kernels().index(name), x, pw.data, pw.scales_for(out.dtype)[0], pw.zeros, out, pw.group_size,
-               bias=bias, x_scale=xs)
+        launch_kernel(name, x, pw, out, bias=bias, x_scale=xs)
         torch.cuda.synchronize()
         ref = effective_x(x, xs) @ w_ref.t() + bias.float()
         err = rel_err(out, ref)
@@ -211,7 +208,7 @@ def test_runs_on_the_current_stream():
     assert rel_err(y, x.float() @ mixgemm.dequantize(pw).float().t()) < TOL
 
 
-@pytest.mark.parametrize("name", [n for n in built() if n.startswith(("mixgemm_sm90_", "mixgemm_sm90f8_"))
+@pytest.mark.parametrize("name", [n for n in built() if n.startswith(("mixgemm_sm90_", "mixgemm_sm90f8_", "mixgemm_sm90w4a8_"))
                                   and n.endswith("_sk")])
 def test_stream_k_forced_splits_and_their_limit(name):
     """Stream-K kernels: data-parallel (1), split-K (2, 5) and one k tile per split (K / tile k),
@@ -226,8 +223,10 @@ def test_stream_k_forced_splits_and_their_limit(name):
     x, xs = kernel_inputs(spec, 17, k)
     y = poisoned_output(spec, 17, n)
     p = _lib.load().Problem()
-    p.x, p.w, p.scales, p.y = x.data_ptr(), pw.data.data_ptr(), pw.scales.data_ptr(), y.data_ptr()
-    p.zeros = pw.zeros.data_ptr() if spec.zero else 0
+    data, scales, zeros, w_scales = pw.kernel_tensors(y.dtype)
+    p.x, p.w, p.scales, p.y = x.data_ptr(), data.data_ptr(), scales.data_ptr(), y.data_ptr()
+    p.zeros = zeros.data_ptr() if zeros is not None else 0
+    p.w_scales = w_scales.data_ptr() if w_scales is not None else 0
     p.x_scales = xs.data_ptr() if xs is not None else 0
     p.m, p.n, p.k, p.group_size = 17, n, k, pw.group_size
     idx = mixgemm.kernels().index(name)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import torch
 
-from mixgemm.quant import mma16_permute, mma16_permute8
+from mixgemm.quant import mma16_permute, mma16_permute8, mma32_permute
 
 
 def cutlass_dir():
@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; ++i) for (int j = 0; j < k; ++j) printf("%d\n", int(l(i, j, 0)));
   };
   if (bits == 8) print(mixgemm::sm90::weight_layout<cutlass::bfloat16_t, 8>(n, k));
+  else if (bits == 48) print(mixgemm::sm90::weight_layout<cutlass::float_e4m3_t, 4>(n, k));  // W4A8
   else print(mixgemm::sm90::weight_layout<cutlass::bfloat16_t, 4>(n, k));
 }
 """
@@ -44,8 +45,8 @@ def test_python_layout_matches_the_header(repo, tmp_path):
     exe = tmp_path / "atom"
     subprocess.run(["nvcc", "-std=c++17", "--expt-relaxed-constexpr", f"-I{repo / 'include'}",
                     f"-I{root}/include", str(src), "-o", str(exe)], check=True)
-    for bits, permute in ((4, mma16_permute), (8, mma16_permute8)):
-        for n, k in [(16, 16), (48, 128), (128, 64)]:
+    for bits, permute in ((4, mma16_permute), (8, mma16_permute8), (48, mma32_permute)):
+        for n, k in [(16, 32), (48, 128), (128, 64)]:
             out = subprocess.run([str(exe), str(n), str(k), str(bits)], check=True, capture_output=True,
                                  text=True).stdout
             cpp = torch.tensor([int(v) for v in out.split()]).reshape(n, k)

@@ -232,8 +232,8 @@ def test_quantize_any_valid_shape(n, kg, g, fmt, act):
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_every_layout_round_trips_every_format_of_its_width(tag, fmt):
     layout, f = LAYOUTS[tag], FORMATS[fmt]
-    if layout.bits != f.bits:
-        pytest.skip(f"{tag} holds {layout.bits}-bit values")
+    if layout.bits != f.bits or (layout.signed_only and not f.dtype.signed):
+        pytest.skip(f"{tag} holds {'signed ' if layout.signed_only else ''}{layout.bits}-bit values")
     n, k = 2 * layout.n_multiple, 4 * layout.k_multiple
     q = torch.randint(f.qmin, f.qmax + 1, (n, k), dtype=torch.int16)
     data = layout.pack(q)
@@ -374,3 +374,85 @@ def test_quant_linear_converts_its_bias_once_per_activation_dtype():
     assert torch.equal(b16, layer.bias.to(torch.float16))
     layer.to(torch.device("cpu"))  # a move forgets the converted copy
     assert layer.bias_for(torch.float16) is not b16
+
+
+# ---- W4A8: s4 weights with e4m3 group scales x fp32 channel scales --------------------------------------
+FP8 = torch.float8_e4m3fn
+
+
+def test_w4a8_tables_and_unified_encoding():
+    from mixgemm.quant import scale_tables, table_values, unified_decode, unified_encode
+    q = torch.arange(-8, 8)
+    codes = unified_encode(q)
+    assert codes.tolist() == [8, 9, 10, 11, 12, 13, 14, 15, 0, 7, 6, 5, 4, 3, 2, 1]  # CUTLASS's unified_encode_int4b
+    assert torch.equal(unified_decode(codes), q.to(torch.int16))
+    g = torch.tensor([1.0, 3.0, 0.0078125, 32.0]).to(FP8)
+    vals = table_values(g)
+    for i, gi in enumerate(g.float().tolist()):  # q < 0: e4m3(g * q); q > 0: the negation of -q's entry
+        want = [float(torch.tensor(gi * v).to(FP8).float()) if v < 0 else
+                -float(torch.tensor(-gi * v).to(FP8).float()) for v in range(-8, 8)]
+        assert vals[i].tolist() == want
+    assert vals[1, 15].item() == 20.0  # 3 * 7 = 21 rounds to 20 in e4m3: the table, not the product
+    t = scale_tables(g).view(FP8).float()
+    assert torch.equal(t[:, :7], vals[:, :7]) and torch.equal(t[:, 7], -g.float())
+
+
+def test_w4a8_quantize_picks_the_nearest_table_value():
+    from mixgemm.quant import W4A8_GROUP_SCALE_MAX, table_values
+    torch.manual_seed(0)
+    w = torch.randn(64, 512)
+    w[:16] *= 50
+    pw = mixgemm.quantize(w, "s4", 128, act_dtype=FP8)
+    assert pw.layout == "w4_mma32_unified" and pw.two_level and pw.scales.dtype == FP8
+    assert pw.channel_scales.dtype == torch.float32 and pw.channel_scales.shape == (64,)
+    assert (pw.scales.float().amax(dim=0) == W4A8_GROUP_SCALE_MAX).all()
+    v = w / pw.channel_scales.unsqueeze(1)
+    table = table_values(pw.scales.t()).repeat_interleave(128, dim=1)        # [N, K, 16]
+    q = mixgemm.unpack(pw).long()
+    got = (table.gather(2, (q + 8).unsqueeze(-1)).squeeze(-1) - v).abs()
+    assert torch.equal(got, (table - v.unsqueeze(-1)).abs().amin(dim=-1))
+    # dequantize is those table values times the channel scale, and as accurate as plain s4
+    assert torch.equal(mixgemm.dequantize(pw), table.gather(2, (q + 8).unsqueeze(-1)).squeeze(-1)
+                       * pw.channel_scales.unsqueeze(1))
+    plain = mixgemm.dequantize(mixgemm.quantize(w, "s4", 128), torch.float32)
+    err = lambda d: float((d - w).norm() / w.norm())  # noqa: E731
+    assert err(mixgemm.dequantize(pw)) < 1.05 * err(plain)
+
+
+def test_w4a8_state_dict_move_repr_and_refusals():
+    pw = mixgemm.quantize(torch.randn(32, 256), "s4", 128, act_dtype=FP8)
+    sd = pw.state_dict()
+    assert "scale_tables" not in sd and sd["channel_scales"].dtype == torch.float32
+    again = mixgemm.PackedWeight.from_state_dict(sd)
+    assert torch.equal(again.scale_tables, pw.scale_tables) and torch.equal(mixgemm.dequantize(again), mixgemm.dequantize(pw))
+    other = mixgemm.quantize(torch.zeros(32, 256), "s4", 128, act_dtype=FP8)
+    other.load_state_dict(sd)
+    assert torch.equal(other.scale_tables, pw.scale_tables)
+    assert pw.to(torch.device("cpu")).scale_tables is not None
+    assert "float32 per channel" in repr(pw)
+    assert pw.nbytes() == 32 * 256 // 2 + 2 * 32 * 8 + 32 * 4  # nibbles, tables, channel scales
+    data, scales, zeros, w_scales = pw.kernel_tensors(torch.float16)
+    assert scales is pw.scale_tables and zeros is None and w_scales is pw.channel_scales
+    with pytest.raises(ValueError, match="multiple of 128"):
+        mixgemm.quantize(torch.randn(32, 256), "s4", 64, act_dtype=FP8)
+    with pytest.raises(ValueError, match="do not convert"):
+        pw.to_layout(W4_MMA16)
+    with pytest.raises(ValueError, match="channel_scales"):
+        mixgemm.PackedWeight.from_state_dict({**sd, "channel_scales": sd["channel_scales"].half()})
+    with pytest.raises(ValueError, match="channel_scales"):
+        mixgemm.PackedWeight.from_state_dict({**mixgemm.quantize(torch.randn(32, 256), "s4").state_dict(),
+                                              "channel_scales": torch.ones(32)})
+    with pytest.raises(ValueError, match="signed"):
+        mixgemm.PackedWeight(pw.data, pw.scales, None, shape=(32, 256), weight_dtype="u4", group_size=128,
+                             layout=pw.layout, channel_scales=pw.channel_scales)
+
+
+def test_w4a8_pack_and_convert_only():
+    q = torch.randint(-8, 8, (48, 256))
+    s = torch.rand(48, 2) + 0.5
+    pw = mixgemm.pack(q, s, weight_dtype="s4", act_dtype=FP8)
+    assert pw.two_level and torch.equal(mixgemm.unpack(pw), q.to(torch.int16))
+    intended = q.float() * s.repeat_interleave(128, dim=1)
+    assert float((mixgemm.dequantize(pw) - intended).norm() / intended.norm()) < 0.05
+    exact = mixgemm.quantize(q.float(), "s4", mixgemm.NO_SCALE, act_dtype=FP8)
+    assert torch.equal(mixgemm.dequantize(exact), q.float())

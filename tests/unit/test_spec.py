@@ -25,7 +25,7 @@ def test_catalog_is_sorted_union_of_families_filtered_by_their_predicates():
     every = product_of_axes()
     assert set(specs) == {s for s in every if invalid_reason(s) is None}
     assert len(every) > len(specs)  # the predicates reject some of the product
-    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "sm90f8", "dec"}
+    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "sm90f8", "sm90w4a8", "dec"}
 
 
 # every type triple (act, weight, zero point, out) each family serves is in the default set
@@ -33,6 +33,7 @@ FAMILY_TYPES = {
     "sm90": {(a, w, not w.signed, a) for a in (DType.BF16, DType.F16) for w in WEIGHTS},
     "dec": {(a, w, not w.signed, a) for a in (DType.BF16, DType.F16) for w in WEIGHTS},
     "sm90f8": {(DType.E4M3, DType.E4M3, False, o) for o in (DType.BF16, DType.F16)},
+    "sm90w4a8": {(DType.E4M3, DType.S4, False, o) for o in (DType.BF16, DType.F16)},
 }
 
 

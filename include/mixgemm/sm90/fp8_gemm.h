@@ -18,7 +18,6 @@
 #include "cute/tensor.hpp"
 #include "cutlass/cutlass.h"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
-#include "cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp"
 #include "cutlass/gemm/collective/collective_builder.hpp"
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/gemm/dispatch_policy.hpp"
@@ -27,6 +26,7 @@
 
 #include "mixgemm/registry.h"
 #include "mixgemm/sm90/launcher.h"
+#include "mixgemm/sm90/scaled_epilogue.h"
 
 namespace mixgemm::sm90 {
 
@@ -38,34 +38,13 @@ struct Fp8Gemm : CutlassLauncher<Fp8Gemm<Out, kTileN, kTileM, kClusterN, Schedul
                 "the stream-K scheduler needs the cooperative schedule (CUTLASS's ping-pong kernel refuses it)");
   static constexpr int kTileK = 128;  // 128 bytes of fp8 per stage row
   static constexpr int kAlign = 16;   // 16 fp8 values per 16-byte TMA vector
-  static constexpr int kAlignOut = 128 / cutlass::sizeof_bits<Out>::value;
   static constexpr int kOutDtype = std::is_same_v<Out, cutlass::half_t> ? MIXGEMM_DTYPE_F16 : MIXGEMM_DTYPE_BF16;
 
   using TileShape = cute::Shape<cute::Int<kTileN>, cute::Int<kTileM>, cute::Int<kTileK>>;
   using ClusterShape = cute::Shape<cute::Int<kClusterN>, cute::_1, cute::_1>;
 
-  // The epilogue tree: w_scale[n] * (x_scale[m] * acc) + bias[n].
-  static constexpr auto kRound = cutlass::FloatRoundStyle::round_to_nearest;
-  using Acc = cutlass::epilogue::fusion::Sm90AccFetch;
-  // per token: a row vector of the swapped problem (its N side is M), read one value at a time so
-  // any M works
-  using XScale = cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, float, float,
-                                                             cute::Stride<cute::_0, cute::_1, cute::_0>, 1>;
-  // per weight row: a column vector of the swapped problem; NULL reads as 0 (bias)
-  using WScale = cutlass::epilogue::fusion::Sm90ColBroadcast<0, TileShape, Out, float,
-                                                             cute::Stride<cute::_1, cute::_0, cute::_0>, kAlignOut>;
-  using Bias = WScale;
-  using Scaled = cutlass::epilogue::fusion::Sm90EVT<
-      cutlass::epilogue::fusion::Sm90Compute<cutlass::multiplies, float, float, kRound>, XScale, Acc>;
-  using FusionOp = cutlass::epilogue::fusion::Sm90EVT<
-      cutlass::epilogue::fusion::Sm90Compute<cutlass::homogeneous_multiply_add, Out, float, kRound>, WScale, Scaled,
-      Bias>;
-
-  using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
-      cutlass::epilogue::collective::EpilogueTileAuto, float, float,
-      void, cutlass::layout::ColumnMajor, kAlignOut,  // no C operand
-      Out, cutlass::layout::ColumnMajor, kAlignOut, typename Schedule::Epilogue, FusionOp>::CollectiveOp;
+  using Epilogue = ScaledEpilogue<Out, Out, TileShape, ClusterShape, Schedule>;
+  using CollectiveEpilogue = typename Epilogue::Collective;
 
   using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Fp8, cutlass::layout::RowMajor, kAlign,
@@ -87,12 +66,7 @@ struct Fp8Gemm : CutlassLauncher<Fp8Gemm<Out, kTileN, kTileM, kClusterN, Schedul
                                   {n, m, k, 1},
                                   {static_cast<Fp8 const*>(p.w), stride_w, static_cast<Fp8 const*>(p.x), stride_x},
                                   {{}, nullptr, stride_y, static_cast<Out*>(p.y), stride_y}};
-    // Tree arguments: {child 0, child 1, child 2, node op}.
-    args.epilogue.thread = {
-        {static_cast<Out const*>(p.scales)},                    // w_scale
-        {{static_cast<float const*>(p.x_scales)}, {}, {}},       // x_scale * acc
-        {static_cast<Out const*>(p.bias)},                      // bias (NULL: 0)
-        {}};
+    args.epilogue.thread = Epilogue::thread_arguments(p.scales, p);
     args.hw_info.sm_count = detail::current_sm_count();
     Fp8Gemm::set_decomposition(args, p);
     return args;
