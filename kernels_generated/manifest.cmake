@@ -150,34 +150,36 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t256x128x64_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x128x128_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x128x128_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x128x128_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x16x128_c1x1_coop.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x256x128_c1x1_coop.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x256x128_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x64x128_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x64x128_c1x1_coop_sk.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t256x128x128_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t64x128x128_c1x1_pp.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x128x128_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x128x128_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x128x128_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x16x128_c1x1_coop.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x256x128_c1x1_coop.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x256x128_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x64x128_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x64x128_c1x1_coop_sk.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t256x128x128_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t64x128x128_c1x1_pp.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x128x128_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x128x128_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x16x128_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x16x128_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c1x1_coop.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x64x128_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c1x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c2x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c2x1_coop_sk.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x32x128_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x32x128_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x64x128_c1x1_coop_sk.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t256x128x128_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t64x64x128_c1x1_pp.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x128x128_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x128x128_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x16x128_c1x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x256x128_c1x1_coop.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x64x128_c1x1_coop.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x32x128_c1x1_coop_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x64x128_c1x1_coop_sk.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t256x128x128_c1x1_coop.cu"
 )
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xe4m3_g_bf16_t32x16.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_bf16xe4m3_g_bf16_t32x32.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -329,31 +331,33 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f1
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_f16xu8_gz_f16_t256x128x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x128x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x128x128_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x16x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x256x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x256x128_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x64x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x64x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t256x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_bf16_t64x128x128_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x128x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x128x128_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x16x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x256x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x256x128_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x64x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t128x64x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t256x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90f8_e4m3xe4m3_c_f16_t64x128x128_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x128x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x16x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x16x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x64x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x256x128_c2x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x32x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x32x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x64x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t256x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_bf16_t64x64x128_c1x1_pp.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x128x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x16x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x256x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x64x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x32x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t128x64x128_c1x1_coop_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90w4a8_e4m3xs4_g_f16_t256x128x128_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")

@@ -26,9 +26,12 @@ from .sm90_mixed import CLUSTERS, TILES_M, TILES_N, Decomposition, Schedule, Sm9
 OUTPUTS = (DType.BF16, DType.F16)
 # The default build: data-parallel tiles for decode (16 tokens), small batch, medium and prefill,
 # stream-K tiles for M = 17..256 on narrow layers (the regimes of the sm90 family's table).
-DEFAULT_TILES = {((128, 16), (1, 1)), ((128, 64), (1, 1)), ((128, 128), (1, 1)), ((256, 128), (1, 1)),
-                 ((128, 256), (1, 1)), ((128, 256), (2, 1))}
+# No tile over 64 accumulators per thread (see invalid_reason). H100 bench and tune, 2026-11-23: the
+# 128x256 / 256x128 tiles of the first default set ran at a third of cuBLAS's speed at M >= 1024.
+DEFAULT_TILES = {((128, 16), (1, 1)), ((128, 64), (1, 1)), ((128, 128), (1, 1)), ((128, 128), (2, 1)),
+                 ((64, 128), (1, 1))}
 DEFAULT_SK_TILES = {((128, 64), (1, 1)), ((128, 128), (1, 1))}
+PROMOTED_ACC_REGS = 64  # fp32 accumulator registers per thread the promoting mainloop can double without spilling
 SMOKE = "mixgemm_sm90f8_e4m3xe4m3_c_bf16_t128x64x128_c1x1_coop"
 FP8_WGMMA_SPEEDUP = 2.0  # dense e4m3 wgmma against bf16 on the H100 (1979 vs 989 TFLOP/s)
 
@@ -67,6 +70,12 @@ class Sm90Fp8Spec(Sm90MixedSpec):
             return "tile k must be 128 (128 bytes of fp8)"
         if tn not in TILES_N or tm not in TILES_M:
             return f"tile {tn}x{tm} not in {TILES_N} x {TILES_M}"
+        threads = 256 if self.schedule == Schedule.COOPERATIVE else 128
+        if tn * tm // threads > PROMOTED_ACC_REGS:
+            # the fp32 promotion keeps a second accumulator set (CUTLASS's GmmaFP8Accumulation): 2 x 128
+            # registers spill (H100: 128x256 and 256x128 tiles 3x slower than 128x128 at M >= 1024)
+            return (f"accumulators need {tn * tm // threads} registers per thread, twice that with the fp32 "
+                    f"promotion (> 2 x {PROMOTED_ACC_REGS})")
         return self.schedule_reason()
 
     def in_default_set(self) -> bool:

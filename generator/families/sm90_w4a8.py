@@ -25,12 +25,16 @@ from .sm90_fp8 import FP8_WGMMA_SPEEDUP, OUTPUTS
 from .sm90_mixed import CLUSTERS, TILES_M, TILES_N, Decomposition, Schedule, Sm90MixedSpec
 
 TILE_K = 128  # 128 bytes of e4m3 activations per stage row
-# The default build: the sm90 family's regimes (decode 16 tokens, small batch, medium, prefill)
-# and stream-K tiles for M = 17..256 on narrow layers. Not yet tuned.
-DEFAULT_TILES = {((128, 16), (1, 1)), ((128, 64), (1, 1)), ((128, 128), (1, 1)), ((256, 128), (1, 1)),
-                 ((128, 256), (1, 1))}
-DEFAULT_SK_TILES = {((128, 64), (1, 1)), ((128, 128), (1, 1))}
-SMOKE = "mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x64x128_c1x1_coop"
+# The default build: the tiles first-use timing picked on the six Llama-3 layers at M = 1-4096 (H100,
+# 2026-11-23, 21 tiles built: benchmarks/results/h100_w4a8_s11.md) for bf16 output; fp16 output
+# one tile per regime (data-parallel decode / medium / prefill, stream-K small batch).
+DEFAULT_TILES = {((128, 16), (1, 1)), ((128, 32), (1, 1)), ((64, 64), (1, 1)), ((128, 128), (1, 1)),
+                 ((128, 256), (1, 1)), ((128, 256), (2, 1))}
+DEFAULT_SK_TILES = {((128, 16), (1, 1)), ((128, 32), (1, 1)), ((128, 64), (1, 1)), ((128, 128), (1, 1)),
+                    ((128, 256), (1, 1)), ((128, 256), (2, 1))}
+DEFAULT_F16_TILES = {((128, 16), (1, 1)), ((128, 128), (1, 1)), ((128, 256), (1, 1))}
+DEFAULT_F16_SK_TILES = {((128, 32), (1, 1)), ((128, 64), (1, 1)), ((128, 128), (1, 1))}
+SMOKE = "mixgemm_sm90w4a8_e4m3xs4_g_bf16_t128x128x128_c1x1_coop"
 
 
 @register
@@ -70,7 +74,11 @@ class Sm90W4A8Spec(Sm90MixedSpec):
         return self.schedule_reason()
 
     def in_default_set(self) -> bool:
-        tiles = DEFAULT_SK_TILES if self.decomp == Decomposition.STREAM_K else DEFAULT_TILES
+        sk = self.decomp == Decomposition.STREAM_K
+        if self.out == DType.F16:
+            tiles = DEFAULT_F16_SK_TILES if sk else DEFAULT_F16_TILES
+        else:
+            tiles = DEFAULT_SK_TILES if sk else DEFAULT_TILES
         return (self.tile[:2], self.cluster) in tiles
 
     def is_smoke(self) -> bool:

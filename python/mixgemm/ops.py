@@ -396,10 +396,13 @@ def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     xq = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
     scale = torch.empty((m,), dtype=torch.float32, device=x.device)
     if m:
+        device = x.device.index
+        if device != _current_device():  # NOTE(overhead): a device context costs microseconds; enter it only if needed
+            with torch.cuda.device(device):
+                return _quantize_rows(x)
         lib = _lib.load()
-        with torch.cuda.device(x.device):
-            lib.quantize_rows_e4m3(x.data_ptr(), lib.DTYPE_BF16 if x.dtype == torch.bfloat16 else lib.DTYPE_F16,
-                                   xq.data_ptr(), scale.data_ptr(), m, k, _raw_stream(x.device.index))
+        lib.quantize_rows_e4m3(x.data_ptr(), lib.DTYPE_BF16 if x.dtype == torch.bfloat16 else lib.DTYPE_F16,
+                               xq.data_ptr(), scale.data_ptr(), m, k, _raw_stream(device))
     return xq, scale
 
 

@@ -9,6 +9,7 @@ import pytest
 from mixgemm import _lib
 from mixgemm.generator import KernelSpec
 from mixgemm.generator.dtypes import ScaleMode
+from mixgemm.quant import TWO_LEVEL_LAYOUTS
 
 INVALID_ARGUMENT = 1
 ALIGNED = 1 << 20  # any 16-byte aligned address: check() never dereferences
@@ -25,8 +26,13 @@ def problem(lib, spec, m, n, k, g):
     p.x = p.w = p.scales = p.y = ALIGNED
     p.zeros = ALIGNED if spec.zero else 0
     p.x_scales = ALIGNED if spec.act.bits == 8 else 0  # 8-bit activations come with per-token scales
+    p.w_scales = ALIGNED if takes_w_scales(spec) else 0  # W4A8: per-channel scales on top of the group scales
     p.m, p.n, p.k, p.group_size = m, n, k, (k if g == "K" else g)
     return p
+
+
+def takes_w_scales(spec) -> bool:
+    return spec.layout in TWO_LEVEL_LAYOUTS
 
 
 def group(spec) -> object:
@@ -85,3 +91,7 @@ def test_cpp_check_refuses_fields_the_kernel_does_not_take(name):
     p.x_scales = 0 if spec.act.bits == 8 else ALIGNED  # 8-bit activations need them, 16-bit ones take none
     status, msg = lib.check(index, p)
     assert status == INVALID_ARGUMENT and "x_scales" in msg
+    p = problem(lib, spec, 1, 4096, 4096, group(spec))
+    p.w_scales = 0 if takes_w_scales(spec) else ALIGNED  # W4A8 kernels need them, others take none
+    status, msg = lib.check(index, p)
+    assert status == INVALID_ARGUMENT and "w_scales" in msg

@@ -1301,6 +1301,8 @@ struct DecodeGemm {
       return invalid(err, "bias must be 8-byte aligned (read 4 values at a time)");
     if (p.x_scales != nullptr)
       return invalid(err, "x_scales must be NULL: this kernel takes 16-bit activations");
+    if (p.w_scales != nullptr)
+      return invalid(err, "w_scales must be NULL: per-channel scales on top of group scales are for W4A8 kernels");
     if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != impl::ActTraits<Act>::kDtype)
       return invalid(err, "out_dtype = " + s(p.out_dtype) + ": must be DEFAULT (0) or " +
                               impl::ActTraits<Act>::kName + " (" + s(impl::ActTraits<Act>::kDtype) +

@@ -85,6 +85,8 @@ struct Fp8Gemm : CutlassLauncher<Fp8Gemm<Out, kTileN, kTileM, kClusterN, Schedul
                               "only (group_size == K=" + std::to_string(p.k) + ")");
     if (p.scales == nullptr) return invalid(err, "scales must not be NULL");
     if (p.zeros != nullptr) return invalid(err, "this kernel takes no zeros (e4m3 weights are symmetric)");
+    if (p.w_scales != nullptr)
+      return invalid(err, "w_scales must be NULL: this kernel's per-channel weight scales are `scales`");
     if (p.x_scales == nullptr)
       return invalid(err, "x_scales must not be NULL: e4m3 activations need their [M] fp32 per-token scales");
     if (reinterpret_cast<uintptr_t>(p.x_scales) % sizeof(float) != 0) return invalid(err, "x_scales must be 4-byte aligned");

@@ -182,6 +182,8 @@ struct MixedGemm : CutlassLauncher<MixedGemm<Weight, Act, kZero, kTileN, kTileM,
     if (p.bias != nullptr && reinterpret_cast<uintptr_t>(p.bias) % (kAlignBias * sizeof(Act)) != 0)
       return invalid(err, "bias must be " + std::to_string(kAlignBias * sizeof(Act)) + "-byte aligned (it is read in vectors)");
     if (p.x_scales != nullptr) return invalid(err, "this kernel takes 16-bit activations: x_scales must be NULL");
+    if (p.w_scales != nullptr)
+      return invalid(err, "w_scales must be NULL: per-channel scales on top of group scales are for W4A8 kernels");
     if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != kActDtype)
       return invalid(err, "this kernel writes the activation dtype: out_dtype must be DEFAULT or " + std::to_string(kActDtype));
     if (int s = MixedGemm::check_split_k(p, kTileK, err)) return s;
