@@ -174,11 +174,8 @@ class PackedWeight(torch.nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._forget()
-        out = super()._load_from_state_dict(*args, **kwargs)
-        if self.two_level:
-            self.scale_tables = scale_tables(self.scales)
-        return out
+        self._forget()  # the loaded extra state re-validates, which also rebuilds W4A8 scale tables
+        return super()._load_from_state_dict(*args, **kwargs)
 
     # ---- metadata --------------------------------------------------------------------------------
     @property

@@ -17,8 +17,9 @@ import torch
 from . import dispatch
 from .bench import SHAPE_SETS, SHAPES, bench_us, gpu_info
 from .ops import launch, quantize_activations
-from .packed import quantize
+from .packed import choose_layout, quantize
 from .generator.dtypes import ACTIVATIONS, DEFAULT_GROUP_SIZE, PER_CHANNEL
+from .generator.layouts import PER_CHANNEL_LAYOUTS
 from .quant import FORMATS, FP8_ACT_DTYPES, torch_dtype
 from .profiles import PROFILE_VERSION, profile_name
 
@@ -79,8 +80,9 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
         act_t = torch_dtype(act)
         fp8 = act_t in FP8_ACT_DTYPES  # 8-bit activations: bf16 ones quantized per token, bf16 out
         out_t = torch.bfloat16 if fp8 else act_t
-        # fp8 x fp8 takes per-channel weight scales only
-        group = PER_CHANNEL if fp8 and FORMATS[weight].bits == 8 else group_size
+        # layouts whose kernels take per-channel weight scales only (fp8 x fp8) get those
+        layout = choose_layout(weight, None, act_t)
+        group = PER_CHANNEL if layout in PER_CHANNEL_LAYOUTS else group_size
         for _name, n, k in shapes:
             pw = quantize(torch.randn(n, k, device="cuda") * 0.02, weight, group, act_dtype=act_t)
             key = dispatch.key(pw.layout, act_t, weight, pw.zero_point, out_t if fp8 else None)
