@@ -16,7 +16,8 @@ W8_MMA16 = "w8_mma16_shuffled"
 
 W8_KMAJOR = "w8_kmajor"
 """8-bit weights as plain [N, K] bytes, K contiguous (a row-major matrix): the wgmma shared-memory
-operand of the fp8 x fp8 family, which TMA loads as stored."""
+operand of the fp8 x fp8 family, which TMA loads as stored, and the column-major B operand of the
+Ampere CUTLASS 2.x family (s8 weights), which loads it with cp.async and reorders in registers."""
 
 W4_MMA32_UNIFIED = "w4_mma32_unified"
 """4-bit signed weights for 8-bit float activations (W4A8): 16x32 atoms of the fp8 wgmma A fragment,
@@ -26,9 +27,11 @@ q > 0 as 8 - q, so the low 3 bits index the table of g * (i - 8) (which holds -q
 and bit 3 alone tells the sign."""
 
 
-FP8_ACTIVATION_LAYOUTS = frozenset({W8_KMAJOR, W4_MMA32_UNIFIED})
-"""Layouts whose kernels take 8-bit float activations with per-token scales (a static fact, so
-traced code can test it; tests/unit/test_spec.py checks it against the families)."""
+FP8_ACTIVATION_FORMATS = frozenset({(W8_KMAJOR, "e4m3"), (W4_MMA32_UNIFIED, "s4")})
+"""(layout, weight format) pairs whose kernels take 8-bit float activations with per-token scales (a
+static fact, so traced code can test it; tests/unit/test_spec.py checks it against the families).
+A layout alone does not say it: w8_kmajor holds e4m3 weights for fp8 x fp8 and s8 weights for the
+Ampere family's 16-bit activations."""
 
 PER_CHANNEL_LAYOUTS = frozenset({W8_KMAJOR})
 """Layouts whose kernels take per-channel weight scales only (scale mode c: applied in the epilogue)."""

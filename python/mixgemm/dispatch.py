@@ -227,7 +227,13 @@ def _forced(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_in
         raise ValueError(f"kernel={kernel!r} is not built in this installation; built: "
                          f"{[b.spec.name() for b in built()] or 'none'} (rebuild with MIXGEMM_KERNELS=...)")
     if not key.serves(found.spec):
-        raise ValueError(f"kernel={kernel!r} does not serve this call ({key})")
+        spec = found.spec
+        if spec.layout != key.layout:
+            raise ValueError(f"kernel={kernel!r} reads weights in layout {spec.layout}, but this PackedWeight is in "
+                             f"layout {key.layout}: repack it with pw.to_layout({spec.layout!r}) (or quantize with "
+                             f"layout={spec.layout!r})")
+        raise ValueError(f"kernel={kernel!r} ({spec.describe_types()}, scale={spec.scale.name.lower()}, "
+                         f"zero={spec.zero}) does not serve this call ({key})")
     if deterministic and not found.spec.deterministic:
         raise ValueError(f"kernel={kernel!r} is not deterministic across batch sizes; drop deterministic=True")
     why = problem_rejection(found.spec, m, n, k, group_size)

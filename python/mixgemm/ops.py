@@ -289,7 +289,7 @@ def _check_args(x, pw, bias, out_dtype, x_scale=None) -> tuple[Plan, torch.dtype
         raise ValueError(f"x is on {x.device}; mixgemm kernels run on CUDA devices: move x and pw with .cuda()")
     if plan.device != x.device:
         raise ValueError(f"x is on {x.device} but pw is on {plan.device}: move pw with pw.to(x.device)")
-    wants = fp8_layout(plan.layout)
+    wants = fp8_layout(plan.layout, plan.weight_dtype)
     if fp8 != wants:
         if fp8:
             raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves 16-bit activations; "

@@ -19,7 +19,7 @@ import torch
 from .generator.catalog import catalog
 from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, NO_SCALE, PER_CHANNEL
 from .generator.family import ShapeRule
-from .generator.layouts import FP8_ACTIVATION_LAYOUTS, LEGACY_TAGS
+from .generator.layouts import FP8_ACTIVATION_FORMATS, LEGACY_TAGS
 from .quant import (ACT_DTYPES, FORMATS, FP8_ACT_DTYPES, LAYOUTS, TWO_LEVEL_LAYOUTS, FloatWeightFormat, Layout,
                     dequantize_w4a8, quantize_w4a8, scale_tables, two_level_scales)
 
@@ -239,6 +239,9 @@ class PackedWeight(torch.nn.Module):
                              f"and weights with 16-bit scales do not convert into each other; quantize again")
         target = LAYOUTS[layout]
         pn, pk = self.padded_shape
+        rule, families = shape_rule(layout, self.weight_dtype, None)
+        _check_fits(rule, f"the {', '.join(families)} family", "this weight", self.shape, self.padded_shape,
+                    self.group_size, "quantize again with that layout")
         if pn % target.n_multiple or pk % target.k_multiple:
             raise ValueError(f"layout={layout!r} needs N % {target.n_multiple} == 0 and K % {target.k_multiple} == 0; "
                              f"this weight is padded to {self.padded_shape}: quantize again with pad=True and that layout")
@@ -279,9 +282,10 @@ def current_capability(w: Optional[torch.Tensor] = None) -> Optional[int]:
     return 10 * major + minor
 
 
-def fp8_layout(layout: str) -> bool:
-    """True when the kernels reading `layout` take 8-bit float activations (quantize_activations)."""
-    return layout in FP8_ACTIVATION_LAYOUTS
+def fp8_layout(layout: str, weight_dtype: str) -> bool:
+    """True when the kernels reading `weight_dtype` weights in `layout` take 8-bit float activations
+    (quantize_activations)."""
+    return (layout, weight_dtype) in FP8_ACTIVATION_FORMATS
 
 
 def _families_reading(weight_dtype: str, capability: Optional[int], layout: Optional[str] = None,
@@ -295,9 +299,13 @@ def _families_reading(weight_dtype: str, capability: Optional[int], layout: Opti
             and (capability is None or capability in s.capabilities())]
 
 
-def choose_layout(weight_dtype: str, capability: Optional[int], act: Optional[torch.dtype] = None) -> str:
-    """The layout read by the most specialized family (highest capability) that serves the format on
-    this GPU (any GPU when capability is None) for activations of dtype `act` (None: 16-bit)."""
+def choose_layout(weight_dtype: str, capability: Optional[int], act: Optional[torch.dtype] = None,
+                  per_channel: bool = False) -> str:
+    """The layout read by the family that best serves the format on this GPU (any GPU when capability
+    is None) for activations of dtype `act` (None: 16-bit): a family serving every M before one
+    limited to small M (the decode family), then the most specialized one (highest lowest
+    capability: sm90a code before sm80 code on an H100); group scales (per_channel False) prefer
+    families that take them."""
     specs = _families_reading(weight_dtype, capability, act=act)
     if not specs:
         where = f"sm{capability}" if capability is not None else "any GPU"
@@ -306,7 +314,8 @@ def choose_layout(weight_dtype: str, capability: Optional[int], act: Optional[to
         hint = f" (those take weight_dtype in {served})" if served else ""
         raise ValueError(f"no kernel family serves weight_dtype={weight_dtype!r}{acts} on {where}{hint}; families: "
                          f"{sorted({s.token for s in catalog()})} (`mixgemm list --all`)")
-    best = max(specs, key=lambda s: (max(s.capabilities()), s.layout))
+    best = max(specs, key=lambda s: (per_channel or s.shape_rule().groups, s.max_m() is None,
+                                     min(s.capabilities()), max(s.capabilities()), s.layout))
     return best.layout
 
 
@@ -341,14 +350,14 @@ def _act_dtype(act_dtype: Optional[torch.dtype], default: torch.dtype) -> torch.
 
 
 def _layout_and_rule(weight_dtype: str, arch: Optional[int], layout: Optional[str], like: torch.Tensor,
-                     act: Optional[torch.dtype] = None) -> tuple[str, ShapeRule, str]:
+                     act: Optional[torch.dtype] = None, per_channel: bool = False) -> tuple[str, ShapeRule, str]:
     """(layout, shape rule, "the ... families") for a weight made like `like` (its GPU, unless arch
     says otherwise) and used with activations of dtype `act`, validating arch and an explicit layout."""
     if arch is not None and (not isinstance(arch, int) or arch < 10):
         raise ValueError(f"arch={arch!r} must be a compute capability such as 90 or 86")
     capability = arch if arch is not None else current_capability(like)
     if layout is None:
-        layout = choose_layout(weight_dtype, capability, act)
+        layout = choose_layout(weight_dtype, capability, act, per_channel)
     elif layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is unknown; known: {sorted(LAYOUTS)}")
     rule, families = shape_rule(layout, weight_dtype, capability)
@@ -458,9 +467,9 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
                          f"or {NO_SCALE} for no scale")
     if torch.isnan(w).any() or torch.isinf(w).any():
         raise ValueError("w contains NaN or Inf; quantization needs finite weights")
-    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, w, act)
     no_scale = group_size == NO_SCALE
     per_channel = group_size == PER_CHANNEL or no_scale
+    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, w, act, per_channel)
     n, k = w.shape
     pn, pk = n, k
     if pad:
@@ -556,7 +565,7 @@ def pack(values: torch.Tensor, scales: Optional[torch.Tensor], zero_points: Opti
         zero_term = fmt.zero_term(z, s).t().contiguous()
     elif zero_points is not None:
         raise ValueError(f"{weight_dtype} weights are symmetric: zero_points must be None")
-    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, values, act)
+    layout, rule, where = _layout_and_rule(weight_dtype, arch, layout, values, act, group_size == k)
     _check_fits(rule, where, "values", (n, k), (n, k), group_size, "pad with zeros first")
     data = LAYOUTS[layout].pack(q.to(s.device))
     if layout in TWO_LEVEL_LAYOUTS:  # W4A8: the scales as e4m3 group scales x fp32 per-channel ones

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .generator.layouts import PER_CHANNEL_LAYOUTS
 from .packed import PackedWeight, dequantize
 
 # Relative Frobenius error allowed against the fp32 dequantize-then-matmul reference, per
@@ -16,10 +17,14 @@ def reference(x: torch.Tensor, pw: PackedWeight, bias: torch.Tensor | None = Non
               x_scale: torch.Tensor | None = None) -> torch.Tensor:
     """y = x @ dequantize(pw).T (+ bias) in fp32 (fp64 on the CPU), shape [..., N]. With 8-bit
     activations x and their per-token x_scale: (x * x_scale) @ dequantize(pw, float32).T, the weight
-    unrounded as the kernels' fp32 epilogue applies it."""
+    unrounded as the kernels' fp32 epilogue applies it; so too for weights whose kernels apply
+    per-channel scales in the epilogue (PER_CHANNEL_LAYOUTS)."""
     dtype = torch.float64 if x.device.type == "cpu" else torch.float32
     if x_scale is not None:
         xf = x.to(dtype) * x_scale.to(dtype).reshape(*x.shape[:-1], 1)
+        w = dequantize(pw, torch.float32)
+    elif pw.layout in PER_CHANNEL_LAYOUTS:
+        xf = x.to(dtype)
         w = dequantize(pw, torch.float32)
     else:
         xf = x.to(dtype)

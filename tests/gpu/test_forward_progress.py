@@ -7,7 +7,9 @@ subprocess also checks every result against the reference.
   narrow shapes.
 - sm90, sm90f8 and sm90w4a8 stream-K (_sk): M = 1..16, 64 and 256 on narrow layers (N = 256..1024, K = 4096..14336: a
   few output tiles for 132 SMs), with CUTLASS's heuristic (split_k = 0, run twice: the fixed-order
-  reduction must give bit-identical results) and forced split-K 2..4."""
+  reduction must give bit-identical results) and forced split-K 2..4.
+- sm80 stream-K (CUTLASS 2.x's swizzle, with its spin-wait fixup): the same shapes, heuristic,
+  data-parallel and split-K 2, 3, 7."""
 from __future__ import annotations
 
 import os
@@ -30,6 +32,8 @@ CASES = {
              (0, 2, 3, 4)),
     "sm90f8": ([(256, 4096, -1), (512, 14336, -1), (768, 8192, -1)], (1, 7, 16, 64, 256), (0, 2, 3, 4)),
     "sm90w4a8": ([(256, 4096, 128), (512, 14336, 128), (768, 8192, -1)], (1, 7, 16, 64, 256), (0, 2, 3, 4)),
+    # CUTLASS 2.x stream-K swizzle: its own heuristic (0), data-parallel (1) and split-K 2..7
+    "sm80": ([(256, 4096, -1), (512, 14336, -1), (768, 8192, -1)], (1, 7, 16, 64, 256), (0, 1, 2, 3, 7)),
 }
 
 DRIVER = r"""

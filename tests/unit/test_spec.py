@@ -25,7 +25,7 @@ def test_catalog_is_sorted_union_of_families_filtered_by_their_predicates():
     every = product_of_axes()
     assert set(specs) == {s for s in every if invalid_reason(s) is None}
     assert len(every) > len(specs)  # the predicates reject some of the product
-    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "sm90f8", "sm90w4a8", "dec"}
+    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "sm90f8", "sm90w4a8", "dec", "sm80"}
 
 
 # every type triple (act, weight, zero point, out) each family serves is in the default set
@@ -34,6 +34,7 @@ FAMILY_TYPES = {
     "dec": {(a, w, not w.signed, a) for a in (DType.BF16, DType.F16) for w in WEIGHTS},
     "sm90f8": {(DType.E4M3, DType.E4M3, False, o) for o in (DType.BF16, DType.F16)},
     "sm90w4a8": {(DType.E4M3, DType.S4, False, o) for o in (DType.BF16, DType.F16)},
+    "sm80": {(a, DType.S8, False, a) for a in (DType.BF16, DType.F16)},
 }
 
 
@@ -169,7 +170,7 @@ def test_select_filters():
     assert only and all(s.act == DType.BF16 and s.weight == DType.S4 and s.tile[:2] == (128, 16) for s in only)
     with pytest.raises(ValueError, match="match no kernel"):
         select("nosuchthing")
-    assert {s.token for s in select("default", archs=["80"])} == {"dec"}
+    assert {s.token for s in select("default", archs=["80"])} == {"dec", "sm80"}
     assert select("default", archs=["75"]) == []
     four = select("default:xs4,xu4")
     assert four and set(four) < set(default_kernels()) and {s.weight.bits for s in four} == {4}
@@ -195,6 +196,6 @@ def test_name_round_trip_for_any_spec_in_the_product(s):
 
 
 def test_fp8_activation_layouts_is_the_families_fact():
-    from mixgemm.generator.layouts import FP8_ACTIVATION_LAYOUTS
-    assert FP8_ACTIVATION_LAYOUTS == {s.layout for s in catalog() if s.act.bits == 8}
-    assert not FP8_ACTIVATION_LAYOUTS & {s.layout for s in catalog() if s.act.bits == 16}
+    from mixgemm.generator.layouts import FP8_ACTIVATION_FORMATS
+    assert FP8_ACTIVATION_FORMATS == {(s.layout, s.weight.short) for s in catalog() if s.act.bits == 8}
+    assert not FP8_ACTIVATION_FORMATS & {(s.layout, s.weight.short) for s in catalog() if s.act.bits == 16}

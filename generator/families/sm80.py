@@ -1,0 +1,206 @@
+"""Family 'sm80': CUTLASS 2.x mixed-input GEMM for Ampere (sm80, and sm86/87/89; timed on the H100).
+
+CUTLASS's GemmUniversal with OpMultiplyAddMixedInputUpcast: 8-bit integer weights, loaded from
+shared memory with wide ldmatrix, put back into mma operand order with register shuffles
+(FragmentShuffler) and converted 4 at a time with byte permutes and packed arithmetic
+(FastNumericArrayConverter); f16/bf16 activations; mma.sync m16n8k16, fp32 accumulation. The
+weight is the plain [N, K] byte matrix (layout w8_kmajor): no offline reordering. This path has no
+group scales: one scale per output channel and an optional bias are applied in the epilogue
+(CUTLASS 2.x's epilogue visitor tree), ``y = w_scale[n] * sum_k x[m, k] * q[n, k] + bias[n]`` in
+fp32, rounded once. Header: include/mixgemm/sm80/mixed_gemm.h.
+
+Tiles are written features x tokens x k, as in every mixgemm family (CUTLASS's GemmShape is
+tokens x features x k: its M is the token dimension). A warp tile likewise. Decomposition:
+data-parallel, or `_sk`: CUTLASS 2.x's stream-K swizzle, which also does split-K when asked
+(split_k = n) and reduces partial tiles in a fixed order.
+
+Weights: s8 only. u8 would need zero points, which the epilogue cannot apply without per-token
+sums of x, and this mainloop has no place to subtract them; u8 (and 4-bit) weights with group
+scales and zero points belong to mixgemm's own Ampere mainloop (issue 10, second part).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+import math
+import re
+from typing import Iterable, Optional
+
+from ..dtypes import ACTIVATIONS, DType, ScaleMode
+from ..family import COST, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register
+from ..layouts import W8_KMAJOR
+
+SMEM_BYTES = 99 << 10   # what sm86/sm89 give a CTA (the A100 gives 163 KiB): the sm_80 code runs on all three
+REGISTERS = 65536       # per SM
+TILE_K = 64             # 128 bytes of 16-bit activations per k-stage row
+TILES_N = (64, 128, 256)
+TILES_M = (16, 32, 64, 128, 256)
+WARPS_N = (32, 64)
+WARPS_M = (16, 32, 64)
+STAGES = (3, 4, 5, 6)
+WEIGHTS = (DType.S8,)
+
+
+class Decomposition(enum.Enum):
+    """Name suffix: none (data-parallel), `_sk` (CUTLASS 2.x's stream-K swizzle)."""
+    DATA_PARALLEL = ""
+    STREAM_K = "sk"
+
+    @property
+    def short(self) -> str:
+        return self.value
+
+
+# The default build, (tile n, tile m, warp n, warp m, stages): decode (16 tokens), small batch,
+# medium and prefill, after CUTLASS's own mixed-input tests (128x128x64 with 64x64 warps and 4
+# stages; 16-token tiles with more stages) and stream-K variants for small grids. Not yet tuned.
+DEFAULT = {
+    DType.BF16: ({(128, 16, 32, 16, 6), (128, 32, 32, 32, 5), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4),
+                  (256, 128, 64, 64, 3)},
+                 {(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4)}),
+    DType.F16: ({(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4), (256, 128, 64, 64, 3)},
+                {(128, 64, 64, 32, 4)}),
+}
+SMOKE = "mixgemm_sm80_bf16xs8_c_bf16_t128x64x64_w64x32_s4"
+# NOTE(estimate): H100 mma.sync dense f16 rate is model.mma_sync_flops_per_s; the conversion in the
+# mainloop costs issue slots as on Hopper (CostModel.mixed_input_efficiency).
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Sm80Spec(KernelSpec):
+    tile: tuple[int, int, int]   # (weight rows N, tokens M, K)
+    warp: tuple[int, int]        # (weight rows, tokens) per warp
+    stages: int
+    decomp: Decomposition = Decomposition.DATA_PARALLEL
+
+    token = "sm80"
+    title = "Ampere CUTLASS 2.x mixed input (FastNumericArrayConverter + FragmentShuffler, mma.sync; sm80+)"
+    template = "sm80.cu.j2"
+    _BODY = re.compile(TYPES_PATTERN + r"_t(?P<tn>\d+)x(?P<tm>\d+)x(?P<tk>\d+)_w(?P<wn>\d+)x(?P<wm>\d+)_s(?P<stages>\d+)"
+                       r"(?:_(?P<decomp>[a-z]+))?")
+
+    @property
+    def layout(self) -> str:
+        return W8_KMAJOR
+
+    @property
+    def stream_k(self) -> bool:
+        return self.decomp == Decomposition.STREAM_K
+
+    def body(self) -> str:
+        (tn, tm, tk), (wn, wm) = self.tile, self.warp
+        suffix = f"_{self.decomp.short}" if self.decomp.short else ""
+        return f"{self.types()}_t{tn}x{tm}x{tk}_w{wn}x{wm}_s{self.stages}{suffix}"
+
+    @classmethod
+    def from_body(cls, m: re.Match) -> "Sm80Spec":
+        decomps = {d.short: d for d in Decomposition if d.short}
+        if m["decomp"] is not None and m["decomp"] not in decomps:
+            raise ValueError(f"unknown decomposition suffix {m['decomp']!r}; known: {', '.join(decomps)}")
+        return cls(**cls.type_fields(m), tile=(int(m["tn"]), int(m["tm"]), int(m["tk"])),
+                   warp=(int(m["wn"]), int(m["wm"])), stages=int(m["stages"]),
+                   decomp=decomps[m["decomp"]] if m["decomp"] else Decomposition.DATA_PARALLEL)
+
+    @classmethod
+    def product(cls) -> Iterable["Sm80Spec"]:
+        for act, weight, tn, tm, wn, wm, stages, decomp in itertools.product(
+                ACTIVATIONS, WEIGHTS, TILES_N, TILES_M, WARPS_N, WARPS_M, STAGES, tuple(Decomposition)):
+            yield cls(act, weight, ScaleMode.CHANNEL, False, act, tile=(tn, tm, TILE_K), warp=(wn, wm),
+                      stages=stages, decomp=decomp)
+
+    @property
+    def warps(self) -> int:
+        return (self.tile[0] // self.warp[0]) * (self.tile[1] // self.warp[1])
+
+    def smem_bytes(self) -> int:
+        tn, tm, tk = self.tile
+        return self.stages * (tm * tk * self.act.bits // 8 + tn * tk * self.weight.bits // 8)
+
+    def invalid_reason(self) -> Optional[str]:
+        if self.act not in ACTIVATIONS:
+            return f"activation {self.act.short} is not supported ({', '.join(a.short for a in ACTIVATIONS)})"
+        if self.weight not in WEIGHTS:
+            return (f"weight {self.weight.short}: this family multiplies s8 weights (u8 needs zero points, which "
+                    "its epilogue cannot apply; 4-bit weights need group scales in the mainloop)")
+        if self.scale != ScaleMode.CHANNEL or self.zero:
+            return "per-channel weight scales applied in the epilogue (mode c), no zero points"
+        if self.out != self.act:
+            return "output dtype must equal the activation dtype"
+        (tn, tm, tk), (wn, wm) = self.tile, self.warp
+        if tk != TILE_K:
+            return f"tile k must be {TILE_K} (128 bytes of activations per stage row)"
+        if tn not in TILES_N or tm not in TILES_M:
+            return f"tile {tn}x{tm} not in {TILES_N} x {TILES_M}"
+        if wn not in WARPS_N or wm not in WARPS_M or tn % wn or tm % wm:
+            return f"warp tile {wn}x{wm} must divide the tile {tn}x{tm} (warp n in {WARPS_N}, m in {WARPS_M})"
+        if self.warps not in (2, 4, 8):
+            return f"{self.warps} warps per CTA (2, 4 or 8)"
+        if wn * wm // 32 > 128:
+            return f"accumulators need {wn * wm // 32} registers per thread (> 128)"
+        if self.stages not in STAGES:
+            return f"stages {self.stages} not in {STAGES}"
+        if self.smem_bytes() > SMEM_BYTES:
+            return (f"{self.stages} stages need {self.smem_bytes()} bytes of shared memory, more than sm86/sm89 give "
+                    f"a CTA ({SMEM_BYTES})")
+        return None
+
+    def in_default_set(self) -> bool:
+        data_parallel, stream_k = DEFAULT.get(self.act, (set(), set()))
+        key = (*self.tile[:2], *self.warp, self.stages)
+        return key in (stream_k if self.stream_k else data_parallel)
+
+    def is_smoke(self) -> bool:
+        return self.name() == SMOKE
+
+    def cuda_archs(self) -> tuple[str, ...]:
+        return ("80", "90")  # sm_80 code also runs on sm86/87/89; the H100 needs its own
+
+    def shape_rule(self) -> ShapeRule:
+        # N: the epilogue's 16-byte vectors of y, bias and scales (and the layout's 16 rows); K: 16-byte
+        # weight rows (cp.async); per-channel scales only
+        return ShapeRule(n_multiple=16, k_multiple=16, group_multiple=1, groups=False)
+
+    @property
+    def deterministic(self) -> bool:
+        # data-parallel: every CTA reduces its whole K in one order, whatever the tile; stream-K's split
+        # depends on M, N, K and the SM count
+        return not self.stream_k
+
+    @property
+    def splits_k(self) -> bool:
+        return self.stream_k
+
+    def config(self) -> str:
+        sk = " stream-K" if self.stream_k else ""
+        return f"tile {'x'.join(map(str, self.tile))} warp {'x'.join(map(str, self.warp))} {self.stages} stages{sk}"
+
+    def describe_types(self) -> str:
+        return f"{self.act.short} x {self.weight.short} (per-channel) -> {self.out.short}"
+
+    def estimate_us(self, m: int, n: int, k: int, group_size: int, sms: int, model: CostModel = COST) -> float:
+        """Waves of CTAs (as many per SM as shared memory and registers allow), each CTA limited by
+        its SM's share of DRAM bandwidth (weights, and activations from L2) or by mma.sync time for
+        the padded token tile, plus a fixed cost per wave. Stream-K (split_k = 0) is modelled as
+        spreading the same work evenly over all SMs in one pass, plus one fixup per tile."""
+        tn, tm, tk = self.tile
+        per_sm = max(1, min(228 << 10 // max(self.smem_bytes(), 1), REGISTERS // (self.warps * 32 * 168)))
+        ctas = math.ceil(n / tn) * math.ceil(m / tm)
+        slots = sms * per_sm
+        weight_bytes = tn * k + tn * 2
+        x_bytes = min(tm, m) * k * self.act.bits // 8
+        flops = 2.0 * tn * tm * k
+        mma = model.mma_sync_flops_per_s * model.mixed_input_efficiency
+
+        def cta_s(active: int) -> float:
+            sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
+            return max((weight_bytes + x_bytes / model.l2_reuse) / sm_bw, flops / (mma / active))
+
+        if self.stream_k and ctas < slots:
+            total = max((n * k + m * k * self.act.bits // 8 / model.l2_reuse) / model.dram_bytes_per_s,
+                        2.0 * n * max(m, 16) * k / mma)
+            return total * 1e6 + model.tile_overhead_us + 1.0 + model.launch_us
+        waves = math.ceil(ctas / slots)
+        active = min(ctas, slots)
+        return waves * (cta_s(active) * 1e6 + model.tile_overhead_us) + model.launch_us

@@ -1,0 +1,110 @@
+"""The Ampere CUTLASS 2.x family (sm80): s8 weights x f16/bf16 activations with per-channel scales
+and a fused bias in the epilogue, weights in the plain w8_kmajor layout. On the H100 its sm_90 build
+runs the same mma.sync code; dispatch there prefers the sm90 family (quantize picks that layout),
+so these tests reach the sm80 kernels by layout and by name. The registry suites (test_correctness,
+test_gemm, test_forward_progress) also run every built sm80 kernel."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mixgemm
+from mixgemm.generator import KernelSpec
+from mixgemm.testing import (assert_close_to_reference, kernel_weight, launch_kernel, poisoned_output, reference,
+                             relative_error)
+
+pytestmark = pytest.mark.gpu
+
+
+def sm80_built() -> list[str]:
+    if not mixgemm._lib.available():
+        return []
+    return [n for n in mixgemm.kernels() if n.startswith("mixgemm_sm80_")]
+
+
+needs_sm80 = pytest.mark.skipif(not sm80_built(), reason="no sm80 kernel built")
+
+
+def weight(n, k, act=torch.bfloat16, seed=0, layout="w8_kmajor"):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    w = torch.randn(n, k, device="cuda", generator=g) * 0.02
+    return w, mixgemm.quantize(w, "s8", mixgemm.PER_CHANNEL, act_dtype=act, layout=layout)
+
+
+@pytest.mark.parametrize("name", sm80_built())
+def test_the_mixed_input_blog_problem_with_bias(name):
+    """m=3456, n=4096, k=2048 (the problem of CUTLASS's mixed-input write-up), bias fused."""
+    spec = KernelSpec.parse(name)
+    m, n, k = 3456, 4096, 2048
+    pw = kernel_weight(spec, n, k, seed=7)
+    act = torch.bfloat16 if spec.act.short == "bf16" else torch.float16
+    x = torch.randn(m, k, device="cuda", dtype=act)
+    bias = torch.randn(n, device="cuda", dtype=act)
+    out = poisoned_output(spec, m, n)
+    launch_kernel(name, x, pw, out, bias=bias)
+    assert_close_to_reference(out, reference(x, pw, bias=bias), name)
+    out2 = poisoned_output(spec, m, n)
+    launch_kernel(name, x, pw, out2, split_k=1)  # data-parallel, no bias
+    assert_close_to_reference(out2, reference(x, pw), name + " no bias")
+
+
+@needs_sm80
+@pytest.mark.parametrize("act", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m", [1, 5, 16, 17, 64, 200, 1000, 4100])
+def test_gemm_dispatches_w8_kmajor_weights_to_the_family(act, m):
+    if not any(KernelSpec.parse(n).act.short == ("bf16" if act == torch.bfloat16 else "f16") for n in sm80_built()):
+        pytest.skip(f"no sm80 kernel for {act} built")
+    n, k = 1536, 2112
+    _, pw = weight(n, k, act, seed=m)
+    x = torch.randn(m, k, device="cuda", dtype=act)
+    bias = torch.randn(n, device="cuda", dtype=act)
+    assert mixgemm.explain(x, pw).choice.spec.token == "sm80"
+    y = mixgemm.gemm(x, pw, bias=bias)
+    assert y.dtype == act and y.shape == (m, n)
+    assert_close_to_reference(y, reference(x, pw, bias=bias), f"M={m}")
+
+
+@needs_sm80
+def test_dequantize_is_what_the_epilogue_multiplies_by():
+    """One-hot rows pick single weight columns: the kernel computes scale[n] * q[n, k] in fp32 and
+    rounds once, which is dequantize(pw) rounded once to the activation dtype."""
+    n, k = 256, 512
+    _, pw = weight(n, k, seed=3)
+    x = torch.zeros(k, k, device="cuda", dtype=torch.bfloat16)
+    x[torch.arange(k), torch.arange(k)] = 1
+    y = mixgemm.gemm(x, pw)
+    assert torch.equal(y, mixgemm.dequantize(pw, torch.float32).t().to(torch.bfloat16))
+
+
+@needs_sm80
+def test_same_weights_in_either_layout_give_the_same_product():
+    """The sm90/dec layout and the plain one hold the same values: repacking is exact, and both paths
+    agree to rounding; a kernel forced on the wrong layout is refused by name, naming both layouts."""
+    n, k = 1024, 4096
+    _, fast = weight(n, k, layout="w8_mma16_shuffled")
+    plain = fast.to_layout("w8_kmajor")
+    assert torch.equal(mixgemm.dequantize(plain), mixgemm.dequantize(fast))
+    x = torch.randn(33, k, device="cuda", dtype=torch.bfloat16)
+    a, b = mixgemm.gemm(x, fast), mixgemm.gemm(x, plain)
+    assert relative_error(a, b) < 5e-3
+    sm80 = sm80_built()[0]
+    with pytest.raises(ValueError, match="w8_kmajor.*w8_mma16_shuffled|w8_mma16_shuffled.*w8_kmajor"):
+        mixgemm.gemm(x, fast, kernel=sm80)
+
+
+@needs_sm80
+def test_bad_input_is_refused_before_launch():
+    _, pw = weight(256, 1024)
+    x = torch.randn(4, 1024, device="cuda", dtype=torch.bfloat16)
+    g = torch.Generator(device="cuda").manual_seed(1)
+    grouped = mixgemm.quantize(torch.randn(256, 1024, device="cuda", generator=g), "s8", 128,
+                               layout="w8_mma16_shuffled")
+    with pytest.raises(ValueError, match="per-channel"):
+        grouped.to_layout("w8_kmajor")  # the family takes per-channel scales only
+    with pytest.raises(ValueError, match="per-channel"):
+        mixgemm.quantize(torch.randn(256, 1024, device="cuda"), "s8", 128, layout="w8_kmajor")
+    with pytest.raises(ValueError, match="x_scale"):
+        mixgemm.gemm(x, pw, x_scale=torch.ones(4, device="cuda"))
+    with pytest.raises(ValueError, match="out_dtype"):
+        mixgemm.gemm(x, pw, out_dtype=torch.float16)
+
