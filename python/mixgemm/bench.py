@@ -138,13 +138,14 @@ def host_us_per_call(fn: Callable[[], object], calls: int = 2000) -> float:
     return min(loop() for _ in range(3))
 
 
-def overhead_us(weight_dtype: str, group_size: int, act: torch.dtype, n: int = 256, k: int = 1024) -> dict:
+def overhead_us(weight_dtype: str, group_size: int, act: torch.dtype, n: int = 256, k: int = 1024,
+                layout: Optional[str] = None) -> dict:
     """Host time per eager call at M=1 on a tiny shape: mixgemm.gemm, the bare C++ launch of the
     same kernel, and torch.nn.functional.linear on the dense weight (what a user replaces)."""
     import mixgemm  # noqa: PLC0415
     from mixgemm.ops import launch  # noqa: PLC0415
     w = torch.randn(n, k, device="cuda", dtype=act)
-    pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act)
+    pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act, layout=layout)
     x = torch.randn(1, k, dtype=act, device="cuda")
     out = torch.empty(1, n, dtype=act, device="cuda")
     choice = mixgemm.explain(x, pw).choice
@@ -157,7 +158,9 @@ def overhead_us(weight_dtype: str, group_size: int, act: torch.dtype, n: int = 2
 
 def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEFAULT_WEIGHT_DTYPE,
         group_size: int = DEFAULT_GROUP_SIZE,
-        act: torch.dtype = torch.bfloat16, graph: bool = False) -> dict:
+        act: torch.dtype = torch.bfloat16, graph: bool = False, layout: Optional[str] = None) -> dict:
+    """Every shape x M: mixgemm (weights in `layout`, default: the one quantize picks for this GPU)
+    next to the peers in `vs`."""
     import mixgemm  # noqa: PLC0415
     fp8 = act == torch.float8_e4m3fn
     if fp8 and not (weight_dtype == "s4" or (weight_dtype == "e4m3" and group_size == PER_CHANNEL)):
@@ -168,12 +171,13 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
     torch.manual_seed(0)
     info = gpu_info()
     ceil = ceilings()
-    rows = []
+    rows, used_layout = [], layout
     for shape in shapes:
         n, k = SHAPES[shape] if shape in SHAPES else tuple(int(v) for v in shape.split(":"))
         w = torch.randn(n, k, dtype=x_dtype, device="cuda") * 0.02
-        pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act)
+        pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act, layout=layout)
         w_deq = mixgemm.dequantize(pw, x_dtype)
+        used_layout = pw.layout
         for m in ms:
             x = torch.randn(m, k, dtype=x_dtype, device="cuda")
             row = {"shape": shape, "n": n, "k": k, "m": m}
@@ -198,7 +202,7 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
                 row["cublas_us"] = bench_us(lambda: x @ w_deq.t())
             if graph:
                 l2 = torch.cuda.get_device_properties(0).L2_cache_size
-                pws = [pw] + [mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act)
+                pws = [pw] + [mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act, layout=layout)
                               for _ in range(max(0, min(63, -(-2 * l2 // pw.nbytes()) - 1)))]
                 # NOTE(inputs ready): consecutive calls get different x tensors, as o and down
                 # projections do in a model; repeating one x would let each call overlap the one
@@ -219,7 +223,7 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
             rows.append(row)
             print(format_row(row), flush=True)
         del w, w_deq
-    overhead = {} if fp8 else overhead_us(weight_dtype, group_size, act)
+    overhead = {} if fp8 else overhead_us(weight_dtype, group_size, act, layout=layout)
     after = gpu_info()
     # NOTE(ceilings): measured again at the end; the better of the two is the ceiling (clocks ramp up)
     again = ceilings()
@@ -236,6 +240,7 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
         print(f"WARNING: {w_}", flush=True)
     return {"ceilings": best, "ceilings_start": ceil, "ceilings_end": again, "gpu": info, "gpu_after": after,
             "warnings": warnings, "overhead": overhead, "weight_dtype": weight_dtype, "group_size": group_size,
+            "layout": used_layout,
             "act": str(act).removeprefix("torch."), "rows": rows}
 
 
@@ -272,7 +277,8 @@ def markdown(result: dict) -> str:
              f"{c['bf16_flops_per_s'] / 1e12:.0f} TFLOP/s"
              + (f", fp8 GEMM {c['fp8_flops_per_s'] / 1e12:.0f} TFLOP/s" if "fp8_flops_per_s" in c else "")
              + f". Weights {result['weight_dtype']} group "
-             f"{result['group_size']}, activations {result['act']}. Times in microseconds (median, L2 flushed); "
+             f"{result['group_size']}" + (f" (layout {result['layout']})" if result.get("layout") else "")
+             + f", activations {result['act']}. Times in microseconds (median, L2 flushed); "
              f"% = roofline time / measured time; x = peer time / mixgemm time.", ""]
     if ov:
         lines += [f"Per-call host time, eager, M=1 on a tiny shape (256x1024): mixgemm.gemm {ov['gemm_us_per_call']:.1f} us "
@@ -339,6 +345,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="activation dtype; e4m3: bf16 activations quantized per token, with --weight-dtype e4m3 "
                         "--group-size -1 (fp8 x fp8) or --weight-dtype s4 (W4A8); compare with --vs "
                         "cublas,scaled_mm_rowwise,scaled_mm")
+    p.add_argument("--layout", default=None,
+                   help="pack the weights in this layout (default: the one quantize picks for this GPU), e.g. "
+                        "w8_kmajor with --weight-dtype s8 --group-size -1 to time the Ampere (sm80) family on a Hopper GPU")
     p.add_argument("--graph", action="store_true",
                    help="also time mixgemm and cuBLAS as CUDA-graph replays of back-to-back calls over weight "
                         "copies that exceed L2 (how serving engines run decode)")
@@ -381,7 +390,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     shapes = [s for tok in args.shapes.split(",") for s in SHAPE_SETS.get(tok, [tok])]
     result = run(shapes, [int(v) for v in args.m.split(",")], args.vs.split(","), args.weight_dtype,
-                 args.group_size, torch_dtype(args.act), graph=args.graph)
+                 args.group_size, torch_dtype(args.act), graph=args.graph, layout=args.layout)
     table = markdown(result)
     print(table)
     if args.markdown:

@@ -12,7 +12,7 @@ import torch
 
 import mixgemm
 from mixgemm import _lib
-from mixgemm.generator import KernelSpec
+from mixgemm.generator import KernelSpec, ScaleMode
 from mixgemm.bench import SHAPES
 from mixgemm.quant import torch_dtype
 from mixgemm.testing import kernel_inputs, launch_kernel, kernel_weight, output_dtype, poisoned_output
@@ -49,10 +49,12 @@ def packed(n: int, k: int, weight: str, act: str, group_size: int, seed: int = 0
 @functools.lru_cache(maxsize=4)
 def kernel_weight_and_reference(spec, n: int, k: int, group_size: int, seed: int = 0):
     """kernel_weight and what the kernel multiplies by in fp32 (dequantize at its activation dtype;
-    unrounded for 8-bit activations, whose scales apply in the fp32 epilogue)."""
+    unrounded where the scales apply in the fp32 epilogue: 8-bit activations, and the per-channel
+    scale mode of the Ampere family)."""
     pw = kernel_weight(spec, n, k, group_size, seed)
     act = torch_dtype(spec.act)
-    return pw, mixgemm.dequantize(pw, act if act in (torch.bfloat16, torch.float16) else torch.float32).float()
+    epilogue = act not in (torch.bfloat16, torch.float16) or spec.scale == ScaleMode.CHANNEL
+    return pw, mixgemm.dequantize(pw, torch.float32 if epilogue else act).float()
 
 
 def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -212,7 +214,7 @@ def test_runs_on_the_current_stream():
     assert rel_err(y, x.float() @ mixgemm.dequantize(pw).float().t()) < TOL
 
 
-@pytest.mark.parametrize("name", [n for n in built() if n.startswith(("mixgemm_sm90_", "mixgemm_sm90f8_", "mixgemm_sm90w4a8_"))
+@pytest.mark.parametrize("name", [n for n in built() if n.startswith(("mixgemm_sm90_", "mixgemm_sm90f8_", "mixgemm_sm90w4a8_", "mixgemm_sm80_"))
                                   and n.endswith("_sk")])
 def test_stream_k_forced_splits_and_their_limit(name):
     """Stream-K kernels: data-parallel (1), split-K (2, 5) and one k tile per split (K / tile k),
