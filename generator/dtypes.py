@@ -54,6 +54,12 @@ ACTIVATIONS = (DType.BF16, DType.F16)
 FP8_ACTIVATIONS = (DType.E4M3,)
 """8-bit float activation dtypes (quantized per token, with an [M] fp32 scale per call)."""
 
+INT8_ACTIVATIONS = (DType.S8,)
+"""8-bit integer activation dtypes (quantized per token likewise): the Ampere integer W4A8 kernels."""
+
+ACT8 = FP8_ACTIVATIONS + INT8_ACTIVATIONS
+"""Every 8-bit activation dtype: quantize_activations makes them, with per-token fp32 scales."""
+
 
 class ScaleMode(enum.Enum):
     """How dequantization scales are laid out. GROUP kernels take the group size at run time and

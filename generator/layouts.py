@@ -19,6 +19,11 @@ W8_KMAJOR = "w8_kmajor"
 operand of the fp8 x fp8 family, which TMA loads as stored, and the column-major B operand of the
 Ampere CUTLASS 2.x family (s8 weights), which loads it with cp.async and reorders in registers."""
 
+W4_KMAJOR = "w4_kmajor"
+"""4-bit weights as a plain [N, K] nibble matrix, K contiguous, element 2i in the low nibble of byte
+i (CUTLASS's int4b_t order): the column-major B operand of the Ampere integer W4A8 kernels (s4 x s8),
+which CUTLASS loads with cp.async and reorders in registers."""
+
 W4_MMA32_UNIFIED = "w4_mma32_unified"
 """4-bit signed weights for 8-bit float activations (W4A8): 16x32 atoms of the fp8 wgmma A fragment,
 each lane's 16 values contiguous in fragment order (two 32-bit words); atoms column-major over
@@ -27,13 +32,13 @@ q > 0 as 8 - q, so the low 3 bits index the table of g * (i - 8) (which holds -q
 and bit 3 alone tells the sign."""
 
 
-FP8_ACTIVATION_FORMATS = frozenset({(W8_KMAJOR, "e4m3"), (W4_MMA32_UNIFIED, "s4")})
-"""(layout, weight format) pairs whose kernels take 8-bit float activations with per-token scales (a
-static fact, so traced code can test it; tests/unit/test_spec.py checks it against the families).
-A layout alone does not say it: w8_kmajor holds e4m3 weights for fp8 x fp8 and s8 weights for the
-Ampere family's 16-bit activations."""
+ACT8_FORMATS = {(W8_KMAJOR, "e4m3"): "e4m3", (W4_MMA32_UNIFIED, "s4"): "e4m3", (W4_KMAJOR, "s4"): "s8"}
+"""(layout, weight format) -> the 8-bit activation dtype its kernels take, with per-token scales; pairs
+not here take 16-bit activations (a static fact, so traced code can test it; tests/unit/test_spec.py
+checks it against the families). A layout alone does not say it: w8_kmajor holds e4m3 weights for
+fp8 x fp8 and s8 weights for the Ampere family's 16-bit activations."""
 
-PER_CHANNEL_LAYOUTS = frozenset({W8_KMAJOR})
+PER_CHANNEL_LAYOUTS = frozenset({W8_KMAJOR, W4_KMAJOR})
 """Layouts whose kernels take per-channel weight scales only (scale mode c: applied in the epilogue)."""
 
 

@@ -29,6 +29,22 @@ std::string kernel_label(int index) {
 
 }  // namespace
 
+using QuantizeRows = int (*)(const void*, int, void*, float*, int64_t, int64_t, cudaStream_t, char*, size_t);
+
+// One per-token activation quantizer of the C API as a Python function.
+void bind_quantize_rows(py::module_& m, const char* name, QuantizeRows fn, const char* format) {
+  const std::string what = name;
+  m.def(name, [fn, what](std::uintptr_t x, int x_dtype, std::uintptr_t xq, std::uintptr_t scales, int64_t mm, int64_t k,
+                         std::uintptr_t stream) {
+    char err[kErrLen] = {0};
+    int status = fn(reinterpret_cast<const void*>(x), x_dtype, reinterpret_cast<void*>(xq), reinterpret_cast<float*>(scales),
+                    mm, k, reinterpret_cast<cudaStream_t>(stream), err, kErrLen);
+    if (status == MIXGEMM_INVALID_ARGUMENT) throw py::value_error(what + ": " + err);
+    if (status != MIXGEMM_OK) throw std::runtime_error(what + ": " + err);
+  }, (std::string("per-token ") + format + " quantization of x [m, k] into xq [m, k] and scales [m] (mixgemm.h); "
+      "asynchronous on `stream`").c_str());
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "mixgemm kernel library binding (see include/mixgemm/mixgemm.h)";
   py::class_<mixgemm_problem> problem(m, "Problem", "mixgemm_problem: pointers are integers (data_ptr())");
@@ -97,15 +113,8 @@ PYBIND11_MODULE(_C, m) {
      py::arg("index"), py::arg("base"), py::arg("x"), py::arg("y"), py::arg("m"), py::arg("workspace"),
      py::arg("workspace_bytes"), py::arg("stream"), py::arg("flags") = 0u, py::arg("bias") = 0u,
      py::arg("x_scales") = 0u);
-  m.def("quantize_rows_e4m3", [](std::uintptr_t x, int x_dtype, std::uintptr_t xq, std::uintptr_t scales, int64_t mm,
-                                 int64_t k, std::uintptr_t stream) {
-    char err[kErrLen] = {0};
-    int status = mixgemm_quantize_rows_e4m3(reinterpret_cast<const void*>(x), x_dtype, reinterpret_cast<void*>(xq),
-                                            reinterpret_cast<float*>(scales), mm, k,
-                                            reinterpret_cast<cudaStream_t>(stream), err, kErrLen);
-    if (status == MIXGEMM_INVALID_ARGUMENT) throw py::value_error(std::string("quantize_rows_e4m3: ") + err);
-    if (status != MIXGEMM_OK) throw std::runtime_error(std::string("quantize_rows_e4m3: ") + err);
-  }, "per-token e4m3 quantization of x [m, k] into xq [m, k] and scales [m] (mixgemm.h); asynchronous on `stream`");
+  bind_quantize_rows(m, "quantize_rows_e4m3", &mixgemm_quantize_rows_e4m3, "e4m3");
+  bind_quantize_rows(m, "quantize_rows_s8", &mixgemm_quantize_rows_s8, "s8");
   m.attr("DTYPE_F16") = static_cast<int>(MIXGEMM_DTYPE_F16);
   m.attr("DTYPE_BF16") = static_cast<int>(MIXGEMM_DTYPE_BF16);
   m.attr("FLAG_INPUTS_READY") = MIXGEMM_FLAG_INPUTS_READY;

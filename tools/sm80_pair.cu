@@ -113,5 +113,6 @@ int main(int argc, char** argv) {
   pair<128, 128, 64, 64, 4>(m, n, k, x, w8, w16, s, y8, y16, out);   // CUTLASS's own mixed-input test config
   pair<256, 128, 64, 64, 3>(m, n, k, x, w8, w16, s, y8, y16, out);
   pair<128, 64, 64, 32, 4>(m, n, k, x, w8, w16, s, y8, y16, out);
+  pair<128, 128, 32, 128, 4>(m, n, k, x, w8, w16, s, y8, y16, out);  // 128 tokens per warp: each converted weight serves 8 mmas
   return 0;
 }

@@ -1,20 +1,25 @@
 """Family 'sm80': CUTLASS 2.x mixed-input GEMM for Ampere (sm80, and sm86/87/89; timed on the H100).
 
-CUTLASS's GemmUniversal with OpMultiplyAddMixedInputUpcast: 8-bit integer weights, loaded from
+CUTLASS's GemmUniversal with OpMultiplyAddMixedInputUpcast: the narrow weights are loaded from
 shared memory with wide ldmatrix, put back into mma operand order with register shuffles
-(FragmentShuffler) and converted 4 at a time with byte permutes and packed arithmetic
-(FastNumericArrayConverter); f16/bf16 activations; mma.sync m16n8k16, fp32 accumulation. The
-weight is the plain [N, K] byte matrix (layout w8_kmajor): no offline reordering. This path has no
-group scales: one scale per output channel and an optional bias are applied in the epilogue
-(CUTLASS 2.x's epilogue visitor tree), ``y = w_scale[n] * sum_k x[m, k] * q[n, k] + bias[n]`` in
-fp32, rounded once. Header: include/mixgemm/sm80/mixed_gemm.h.
+(FragmentShuffler) and converted with byte permutes and packed arithmetic
+(FastNumericArrayConverter). Two type pairs, each the upstream pair of width ratio 2:1:
+- s8 weights x f16/bf16 activations: mma.sync m16n8k16, fp32 accumulation; the weight is the plain
+  [N, K] byte matrix (layout w8_kmajor);
+- s4 weights x s8 activations (integer W4A8; activations quantized per token by
+  quantize_activations(x, "s8")): mma.sync m16n8k32, s32 accumulation; the weight is the plain
+  [N, K] nibble matrix (layout w4_kmajor); output bf16 or fp16.
+No offline reordering. This path has no group scales: one scale per output channel (and per token
+for s8 activations) and an optional bias are applied in the epilogue (CUTLASS 2.x's epilogue visitor
+tree), ``y = w_scale[n] * (x_scale[m] *) sum_k x[m, k] * q[n, k] + bias[n]`` in fp32, rounded once.
+Header: include/mixgemm/sm80/mixed_gemm.h.
 
 Tiles are written features x tokens x k, as in every mixgemm family (CUTLASS's GemmShape is
 tokens x features x k: its M is the token dimension). A warp tile likewise. Decomposition:
 data-parallel, or `_sk`: CUTLASS 2.x's stream-K swizzle, which also does split-K when asked
 (split_k = n) and reduces partial tiles in a fixed order.
 
-Weights: s8 only. u8 would need zero points, which the epilogue cannot apply without per-token
+Weights: s8 (and s4 with s8 activations). u8 would need zero points, which the epilogue cannot apply without per-token
 sums of x, and this mainloop has no place to subtract them; u8 (and 4-bit) weights with group
 scales and zero points belong to mixgemm's own Ampere mainloop (issue 10, second part).
 """
@@ -29,17 +34,24 @@ from typing import Iterable, Optional
 
 from ..dtypes import ACTIVATIONS, DType, ScaleMode
 from ..family import COST, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, register
-from ..layouts import W8_KMAJOR
+from ..layouts import W4_KMAJOR, W8_KMAJOR
 
 SMEM_BYTES = 99 << 10   # what sm86/sm89 give a CTA (the A100 gives 163 KiB): the sm_80 code runs on all three
 REGISTERS = 65536       # per SM
-TILE_K = 64             # 128 bytes of 16-bit activations per k-stage row
+
 TILES_N = (64, 128, 256)
 TILES_M = (16, 32, 64, 128, 256)
 WARPS_N = (32, 64)
 WARPS_M = (16, 32, 64)
 STAGES = (3, 4, 5, 6)
-WEIGHTS = (DType.S8,)
+OUTPUTS = (DType.BF16, DType.F16)
+# (activation, weight) pairs: CUTLASS's mixed-input warp MMA handles a 2:1 width ratio
+PAIRS = tuple((a, DType.S8) for a in ACTIVATIONS) + ((DType.S8, DType.S4),)
+
+
+def tile_k(act: DType) -> int:
+    """K extent of one mainloop stage: 128 bytes of activations."""
+    return 128 * 8 // act.bits
 
 
 class Decomposition(enum.Enum):
@@ -55,12 +67,16 @@ class Decomposition(enum.Enum):
 # The default build, (tile n, tile m, warp n, warp m, stages): decode (16 tokens), small batch,
 # medium and prefill, after CUTLASS's own mixed-input tests (128x128x64 with 64x64 warps and 4
 # stages; 16-token tiles with more stages) and stream-K variants for small grids. Not yet tuned.
+# Keyed by (activation, output).
 DEFAULT = {
-    DType.BF16: ({(128, 16, 32, 16, 6), (128, 32, 32, 32, 5), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4),
+    (DType.BF16, DType.BF16): ({(128, 16, 32, 16, 6), (128, 32, 32, 32, 5), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4),
                   (256, 128, 64, 64, 3)},
                  {(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4)}),
-    DType.F16: ({(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4), (256, 128, 64, 64, 3)},
-                {(128, 64, 64, 32, 4)}),
+    (DType.F16, DType.F16): ({(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4), (256, 128, 64, 64, 3)},
+                             {(128, 64, 64, 32, 4)}),
+    (DType.S8, DType.BF16): ({(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4), (256, 128, 64, 64, 3)},
+                             {(128, 16, 32, 16, 6), (128, 64, 64, 32, 4)}),
+    (DType.S8, DType.F16): ({(128, 16, 32, 16, 6), (128, 128, 64, 64, 4)}, set()),
 }
 SMOKE = "mixgemm_sm80_bf16xs8_c_bf16_t128x64x64_w64x32_s4"
 # NOTE(estimate): H100 mma.sync dense f16 rate is model.mma_sync_flops_per_s; the conversion in the
@@ -83,7 +99,7 @@ class Sm80Spec(KernelSpec):
 
     @property
     def layout(self) -> str:
-        return W8_KMAJOR
+        return W4_KMAJOR if self.weight == DType.S4 else W8_KMAJOR
 
     @property
     def stream_k(self) -> bool:
@@ -105,9 +121,9 @@ class Sm80Spec(KernelSpec):
 
     @classmethod
     def product(cls) -> Iterable["Sm80Spec"]:
-        for act, weight, tn, tm, wn, wm, stages, decomp in itertools.product(
-                ACTIVATIONS, WEIGHTS, TILES_N, TILES_M, WARPS_N, WARPS_M, STAGES, tuple(Decomposition)):
-            yield cls(act, weight, ScaleMode.CHANNEL, False, act, tile=(tn, tm, TILE_K), warp=(wn, wm),
+        for (act, weight), out, tn, tm, wn, wm, stages, decomp in itertools.product(
+                PAIRS, OUTPUTS, TILES_N, TILES_M, WARPS_N, WARPS_M, STAGES, tuple(Decomposition)):
+            yield cls(act, weight, ScaleMode.CHANNEL, False, out, tile=(tn, tm, tile_k(act)), warp=(wn, wm),
                       stages=stages, decomp=decomp)
 
     @property
@@ -119,18 +135,17 @@ class Sm80Spec(KernelSpec):
         return self.stages * (tm * tk * self.act.bits // 8 + tn * tk * self.weight.bits // 8)
 
     def invalid_reason(self) -> Optional[str]:
-        if self.act not in ACTIVATIONS:
-            return f"activation {self.act.short} is not supported ({', '.join(a.short for a in ACTIVATIONS)})"
-        if self.weight not in WEIGHTS:
-            return (f"weight {self.weight.short}: this family multiplies s8 weights (u8 needs zero points, which "
-                    "its epilogue cannot apply; 4-bit weights need group scales in the mainloop)")
+        if (self.act, self.weight) not in PAIRS:
+            return (f"{self.act.short} x {self.weight.short}: this family multiplies s8 weights by bf16/f16 "
+                    "activations and s4 weights by s8 ones (u8 needs zero points, which its epilogue cannot apply; "
+                    "4-bit weights with 16-bit activations need group scales in the mainloop)")
         if self.scale != ScaleMode.CHANNEL or self.zero:
             return "per-channel weight scales applied in the epilogue (mode c), no zero points"
-        if self.out != self.act:
-            return "output dtype must equal the activation dtype"
+        if self.out not in OUTPUTS or (self.act in ACTIVATIONS and self.out != self.act):
+            return "output dtype: the activation dtype (16-bit activations), bf16 or f16 (s8 activations)"
         (tn, tm, tk), (wn, wm) = self.tile, self.warp
-        if tk != TILE_K:
-            return f"tile k must be {TILE_K} (128 bytes of activations per stage row)"
+        if tk != tile_k(self.act):
+            return f"tile k must be {tile_k(self.act)} (128 bytes of activations per stage row)"
         if tn not in TILES_N or tm not in TILES_M:
             return f"tile {tn}x{tm} not in {TILES_N} x {TILES_M}"
         if wn not in WARPS_N or wm not in WARPS_M or tn % wn or tm % wm:
@@ -147,7 +162,7 @@ class Sm80Spec(KernelSpec):
         return None
 
     def in_default_set(self) -> bool:
-        data_parallel, stream_k = DEFAULT.get(self.act, (set(), set()))
+        data_parallel, stream_k = DEFAULT.get((self.act, self.out), (set(), set()))
         key = (*self.tile[:2], *self.warp, self.stages)
         return key in (stream_k if self.stream_k else data_parallel)
 
@@ -159,8 +174,9 @@ class Sm80Spec(KernelSpec):
 
     def shape_rule(self) -> ShapeRule:
         # N: the epilogue's 16-byte vectors of y, bias and scales (and the layout's 16 rows); K: 16-byte
-        # weight rows (cp.async); per-channel scales only
-        return ShapeRule(n_multiple=16, k_multiple=16, group_multiple=1, groups=False)
+        # rows of weights and activations (cp.async); per-channel scales only
+        return ShapeRule(n_multiple=16, k_multiple=128 // min(self.weight.bits, self.act.bits), group_multiple=1,
+                         groups=False)
 
     @property
     def deterministic(self) -> bool:
@@ -177,7 +193,8 @@ class Sm80Spec(KernelSpec):
         return f"tile {'x'.join(map(str, self.tile))} warp {'x'.join(map(str, self.warp))} {self.stages} stages{sk}"
 
     def describe_types(self) -> str:
-        return f"{self.act.short} x {self.weight.short} (per-channel) -> {self.out.short}"
+        scales = "per-token x per-channel" if self.act.bits == 8 else "per-channel"
+        return f"{self.act.short} x {self.weight.short} ({scales}) -> {self.out.short}"
 
     def estimate_us(self, m: int, n: int, k: int, group_size: int, sms: int, model: CostModel = COST) -> float:
         """Waves of CTAs (as many per SM as shared memory and registers allow), each CTA limited by
@@ -188,17 +205,18 @@ class Sm80Spec(KernelSpec):
         per_sm = max(1, min(228 << 10 // max(self.smem_bytes(), 1), REGISTERS // (self.warps * 32 * 168)))
         ctas = math.ceil(n / tn) * math.ceil(m / tm)
         slots = sms * per_sm
-        weight_bytes = tn * k + tn * 2
+        weight_bytes = tn * k * self.weight.bits // 8 + tn * 2
         x_bytes = min(tm, m) * k * self.act.bits // 8
         flops = 2.0 * tn * tm * k
-        mma = model.mma_sync_flops_per_s * model.mixed_input_efficiency
+        # s8 x s8 mma.sync runs at twice the f16 rate
+        mma = model.mma_sync_flops_per_s * model.mixed_input_efficiency * (2 if self.act.bits == 8 else 1)
 
         def cta_s(active: int) -> float:
             sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
             return max((weight_bytes + x_bytes / model.l2_reuse) / sm_bw, flops / (mma / active))
 
         if self.stream_k and ctas < slots:
-            total = max((n * k + m * k * self.act.bits // 8 / model.l2_reuse) / model.dram_bytes_per_s,
+            total = max((n * k * self.weight.bits / 8 + m * k * self.act.bits / 8 / model.l2_reuse) / model.dram_bytes_per_s,
                         2.0 * n * max(m, 16) * k / mma)
             return total * 1e6 + model.tile_overhead_us + 1.0 + model.launch_us
         waves = math.ceil(ctas / slots)

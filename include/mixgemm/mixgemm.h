@@ -111,6 +111,11 @@ int mixgemm_run(int index, const mixgemm_problem* problem, cudaStream_t stream, 
 // scales [m] fp32. One kernel launch on `stream`; asynchronous.
 int mixgemm_quantize_rows_e4m3(const void* x, int x_dtype, void* xq, float* scales, int64_t m, int64_t k,
                                cudaStream_t stream, char* err, size_t err_len);
+// The same to s8 (the input of the integer W4A8 kernels): scales[row] = max |x[row, :]| / 127 (1 for
+// an all-zero row, NaN for a row holding a NaN, whose outputs are then NaN) and xq[row, k] =
+// x / scale rounded to nearest even, clamped to [-127, 127].
+int mixgemm_quantize_rows_s8(const void* x, int x_dtype, void* xq, float* scales, int64_t m, int64_t k,
+                             cudaStream_t stream, char* err, size_t err_len);
 
 const char* mixgemm_version(void);
 

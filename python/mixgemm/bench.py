@@ -162,10 +162,13 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
     """Every shape x M: mixgemm (weights in `layout`, default: the one quantize picks for this GPU)
     next to the peers in `vs`."""
     import mixgemm  # noqa: PLC0415
-    fp8 = act == torch.float8_e4m3fn
-    if fp8 and not (weight_dtype == "s4" or (weight_dtype == "e4m3" and group_size == PER_CHANNEL)):
+    fp8 = act in (torch.float8_e4m3fn, torch.int8)  # 8-bit activations, quantized per token
+    act8 = "s8" if act == torch.int8 else "e4m3"
+    if act == torch.float8_e4m3fn and not (weight_dtype == "s4" or (weight_dtype == "e4m3" and group_size == PER_CHANNEL)):
         raise ValueError("--act e4m3 takes --weight-dtype e4m3 --group-size -1 (fp8 x fp8, per-channel) or "
                          "--weight-dtype s4 (W4A8)")
+    if act == torch.int8 and not (weight_dtype == "s4" and group_size == PER_CHANNEL):
+        raise ValueError("--act s8 takes --weight-dtype s4 --group-size -1 (integer W4A8, the Ampere family)")
     x_dtype = torch.bfloat16 if fp8 else act  # fp8: bf16 activations, quantized per token
     act_bytes = 1 if fp8 else 2
     torch.manual_seed(0)
@@ -182,10 +185,10 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
             x = torch.randn(m, k, dtype=x_dtype, device="cuda")
             row = {"shape": shape, "n": n, "k": k, "m": m}
             if fp8:
-                xq, xs = mixgemm.quantize_activations(x)
+                xq, xs = mixgemm.quantize_activations(x, act8)
                 call = lambda x_, pw_: mixgemm.gemm(x_, pw_, x_scale=xs)  # noqa: E731
                 row["mixgemm_us"] = bench_us(lambda: call(xq, pw))
-                row["mixgemm_quant_us"] = bench_us(lambda: _quant_and_gemm(mixgemm, x, pw))
+                row["mixgemm_quant_us"] = bench_us(lambda: _quant_and_gemm(mixgemm, x, pw, act8))
                 x_run = xq
                 row["kernel"] = mixgemm.explain(xq, pw, x_scale=xs).choice.spec.name()
             else:
@@ -244,9 +247,9 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
             "act": str(act).removeprefix("torch."), "rows": rows}
 
 
-def _quant_and_gemm(mixgemm, x: torch.Tensor, pw) -> torch.Tensor:
-    """What an fp8 x fp8 layer runs per call: per-token quantization, then the GEMM."""
-    xq, xs = mixgemm.quantize_activations(x)
+def _quant_and_gemm(mixgemm, x: torch.Tensor, pw, dtype: str = "e4m3") -> torch.Tensor:
+    """What an 8-bit-activation layer runs per call: per-token quantization, then the GEMM."""
+    xq, xs = mixgemm.quantize_activations(x, dtype)
     return mixgemm.gemm(xq, pw, x_scale=xs)
 
 
@@ -341,10 +344,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, help="write a PNG of %% of roofline against M here")
     p.add_argument("--weight-dtype", default=DEFAULT_WEIGHT_DTYPE, choices=sorted(FORMATS))
     p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, help=f"{PER_CHANNEL} for per-channel")
-    p.add_argument("--act", default=ACTIVATIONS[0].short, choices=[a.short for a in ACTIVATIONS] + ["e4m3"],
+    p.add_argument("--act", default=ACTIVATIONS[0].short, choices=[a.short for a in ACTIVATIONS] + ["e4m3", "s8"],
                    help="activation dtype; e4m3: bf16 activations quantized per token, with --weight-dtype e4m3 "
                         "--group-size -1 (fp8 x fp8) or --weight-dtype s4 (W4A8); compare with --vs "
-                        "cublas,scaled_mm_rowwise,scaled_mm")
+                        "cublas,scaled_mm_rowwise,scaled_mm; s8: integer W4A8 (--weight-dtype s4 --group-size -1)")
     p.add_argument("--layout", default=None,
                    help="pack the weights in this layout (default: the one quantize picks for this GPU), e.g. "
                         "w8_kmajor with --weight-dtype s8 --group-size -1 to time the Ampere (sm80) family on a Hopper GPU")

@@ -19,7 +19,7 @@ from . import _lib, profiles
 from .generator.dtypes import DType, PER_CHANNEL, ScaleMode
 from .generator.family import COST, CostModel, KernelSpec
 from .generator.layouts import PER_CHANNEL_LAYOUTS
-from .quant import ACT_DTYPES, FP8_ACT_DTYPES
+from .quant import ACT8_DTYPES, ACT_DTYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +87,7 @@ def key(layout: str, act: torch.dtype, weight_dtype: str, zero: bool, out: Optio
     take group-scale kernels (which also serve per-channel scales), as do W4A8 weights; 8-bit float
     weights with 8-bit float activations the per-channel ones (scales applied in the epilogue with
     the per-token ones)."""
-    fp8 = act in FP8_ACT_DTYPES
-    act_d = FP8_ACT_DTYPES[act] if fp8 else ACT_DTYPES[act]
+    act_d = ACT8_DTYPES[act] if act in ACT8_DTYPES else ACT_DTYPES[act]
     out_d = ACT_DTYPES[out] if out is not None else act_d
     scale = ScaleMode.CHANNEL if layout in PER_CHANNEL_LAYOUTS else ScaleMode.GROUP
     return DispatchKey(layout, act_d, DType.from_short(weight_dtype), scale, zero, out_d)

@@ -12,8 +12,8 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _lib, dispatch
-from .packed import PackedWeight, Plan, fp8_layout
-from .quant import ACT_DTYPES, FP8_ACT_DTYPES
+from .packed import PackedWeight, Plan, act8_dtype
+from .quant import ACT8_DTYPES, ACT_DTYPES
 
 _workspace_bytes: dict[tuple, int] = {}
 _workspaces: dict[tuple, torch.Tensor] = {}
@@ -280,23 +280,27 @@ def _check_args(x, pw, bias, out_dtype, x_scale=None) -> tuple[Plan, torch.dtype
     n, k = plan.shape
     if x.dim() < 1 or x.shape[-1] != k:
         raise ValueError(f"x.shape={tuple(x.shape)} does not match the weight: the last dim must be K={k}")
-    fp8 = x.dtype in FP8_ACT_DTYPES
+    fp8 = x.dtype in ACT8_DTYPES  # 8-bit activations (e4m3 or s8) with per-token scales
     if x.dtype not in ACT_DTYPES and not fp8:
         raise TypeError(f"x.dtype={x.dtype} is not supported; the kernels take torch.bfloat16 or torch.float16 "
-                        f"activations, or {' or '.join(map(str, FP8_ACT_DTYPES))} ones with x_scale "
+                        f"activations, or {' or '.join(map(str, ACT8_DTYPES))} ones with x_scale "
                         f"(mixgemm.quantize_activations)")
     if not x.is_cuda:
         raise ValueError(f"x is on {x.device}; mixgemm kernels run on CUDA devices: move x and pw with .cuda()")
     if plan.device != x.device:
         raise ValueError(f"x is on {x.device} but pw is on {plan.device}: move pw with pw.to(x.device)")
-    wants = fp8_layout(plan.layout, plan.weight_dtype)
-    if fp8 != wants:
+    wants = act8_dtype(plan.layout, plan.weight_dtype)
+    if wants is not None and fp8 and x.dtype != wants:
+        raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves {wants} activations: "
+                         f"quantize x with mixgemm.quantize_activations(x, {'s8' if wants == torch.int8 else 'e4m3'!r})")
+    if fp8 != (wants is not None):
         if fp8:
             raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves 16-bit activations; "
                              f"quantize the weight with act_dtype={x.dtype} (weight_dtype='e4m3', group_size=-1 for "
                              f"fp8 x fp8; weight_dtype='s4' for W4A8)")
-        raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves e4m3 activations: "
-                         f"pass xq, x_scale = mixgemm.quantize_activations(x) and gemm(xq, pw, x_scale=x_scale)")
+        fmt = "s8" if wants == torch.int8 else "e4m3"
+        raise ValueError(f"x is {x.dtype} but this PackedWeight (layout {plan.layout}) serves {fmt} activations: "
+                         f"pass xq, x_scale = mixgemm.quantize_activations(x, {fmt!r}) and gemm(xq, pw, x_scale=x_scale)")
     rows = x.shape[:-1]
     if fp8:
         if x_scale is None:
@@ -337,11 +341,12 @@ def gemm(x: torch.Tensor, pw: PackedWeight, bias: Optional[torch.Tensor] = None,
     """Linear semantics: ``y = x @ dequantize(pw).T (+ bias)``, y of shape [..., N]; bias [N] in the
     output dtype is added inside the kernel, in fp32 before the result's one rounding.
 
-    x: bfloat16/float16 activations, or e4m3 ones (torch.float8_e4m3fn) quantized per token with
-        their fp32 scales in x_scale [...] (see quantize_activations): then
-        ``y = (x * x_scale[..., None]) @ dequantize(pw, torch.float32).T``, pw made with
-        act_dtype=torch.float8_e4m3fn (e4m3 weights: fp8 x fp8; s4 weights: W4A8).
-    out_dtype: 16-bit activations write their own dtype (None); e4m3 ones bf16 (default) or fp16.
+    x: bfloat16/float16 activations, or 8-bit ones quantized per token with their fp32 scales in
+        x_scale [...] (see quantize_activations): then
+        ``y = (x * x_scale[..., None]) @ dequantize(pw, torch.float32).T``, pw made with the same
+        act_dtype: torch.float8_e4m3fn (e4m3 weights: fp8 x fp8; s4 weights: W4A8 on Hopper) or
+        torch.int8 (s4 weights: integer W4A8, the Ampere family).
+    out_dtype: 16-bit activations write their own dtype (None); 8-bit ones bf16 (default) or fp16.
     kernel: force a built kernel by name (see mixgemm.kernels()); by default the dispatcher picks.
     deterministic: only kernels whose results are bit-identical run to run AND independent of the
         batch a row is in (one reduction order at every M: the sm90 data-parallel kernels). Without
@@ -383,50 +388,58 @@ def explain(x: torch.Tensor, pw: PackedWeight, out_dtype: Optional[torch.dtype] 
     _, out = _check_args(x, pw, None, out_dtype, x_scale)
     pn, pk = pw.padded_shape
     m = x.numel() // pw.shape[1]
-    fp8 = x.dtype in FP8_ACT_DTYPES
+    fp8 = x.dtype in ACT8_DTYPES
     return dispatch.explain_problem(dispatch.key(pw.layout, x.dtype, pw.weight_dtype, pw.zero_point,
                                                  out if fp8 else None), m, pn, pk, pw.group_size, x.device.index)
 
 
-def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(xq [M, K] e4m3, scale [M] fp32) of a 2-D, contiguous, validated 16-bit x (quantize_activations)."""
+ACT8_CODES = {"e4m3": torch.float8_e4m3fn, "s8": torch.int8}
+"""quantize_activations' formats and the dtype of their codes."""
+
+
+def _quantize_rows(x: torch.Tensor, dtype: str = "e4m3") -> tuple[torch.Tensor, torch.Tensor]:
+    """(xq [M, K] e4m3 or s8, scale [M] fp32) of a 2-D, contiguous, validated 16-bit x (quantize_activations)."""
     if x.data_ptr() % 16:
         x = x.clone()  # rows are read in 16-byte vectors
     m, k = x.shape
-    xq = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
+    xq = torch.empty((m, k), dtype=ACT8_CODES[dtype], device=x.device)
     scale = torch.empty((m,), dtype=torch.float32, device=x.device)
     if m:
         device = x.device.index
         if device != _current_device():  # NOTE(overhead): a device context costs microseconds; enter it only if needed
             with torch.cuda.device(device):
-                return _quantize_rows(x)
+                return _quantize_rows(x, dtype)
         lib = _lib.load()
-        lib.quantize_rows_e4m3(x.data_ptr(), lib.DTYPE_BF16 if x.dtype == torch.bfloat16 else lib.DTYPE_F16,
+        quantize_rows = lib.quantize_rows_s8 if dtype == "s8" else lib.quantize_rows_e4m3
+        quantize_rows(x.data_ptr(), lib.DTYPE_BF16 if x.dtype == torch.bfloat16 else lib.DTYPE_F16,
                                xq.data_ptr(), scale.data_ptr(), m, k, _raw_stream(device))
     return xq, scale
 
 
 @torch.library.custom_op("mixgemm::quantize_activations", mutates_args=())
-def quantize_activations_op(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_activations_op(x: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The op traced code calls; eager calls go straight to _quantize_rows (NOTE(overhead))."""
-    return _quantize_rows(x)
+    return _quantize_rows(x, dtype)
 
 
 @quantize_activations_op.register_fake
-def _(x):
-    return (torch.empty_like(x, dtype=torch.float8_e4m3fn), x.new_empty((x.shape[0],), dtype=torch.float32))
+def _(x, dtype):
+    return (torch.empty_like(x, dtype=ACT8_CODES[dtype]), x.new_empty((x.shape[0],), dtype=torch.float32))
 
 
 def quantize_activations(x: torch.Tensor, dtype: str = "e4m3") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token dynamic quantization for the 8-bit-activation kernels, one fused kernel:
-    ``scale = amax(|x|, dim=-1) / 448`` (1 for an all-zero row) and ``xq = e4m3(x / scale)`` rounded
-    to nearest even, saturated to +-448; x ~= xq * scale[..., None]. Returns (xq of x's shape in
-    torch.float8_e4m3fn, scale of shape x.shape[:-1] in float32), ready for gemm(xq, pw, x_scale=scale).
-    A NaN in a row gives NaN codes there; an Inf makes that row's scale Inf (its outputs NaN).
-    x: CUDA bfloat16/float16, last dim a multiple of 8."""
-    if dtype != "e4m3":
-        raise ValueError(f"dtype={dtype!r} is not supported; activations are quantized to 'e4m3' (e5m2 holds "
-                         f"less precision and no kernel takes it)")
+    """Per-token dynamic quantization for the 8-bit-activation kernels, one fused kernel.
+
+    dtype "e4m3": ``scale = amax(|x|, dim=-1) / 448`` (1 for an all-zero row) and ``xq = e4m3(x / scale)``
+    rounded to nearest even, saturated to +-448 (torch.float8_e4m3fn codes; a NaN in a row gives NaN
+    codes there, an Inf makes that row's scale Inf). dtype "s8" (the Ampere integer W4A8 kernels):
+    ``scale = amax / 127`` and ``xq = round(x / scale)`` to nearest even, clamped to [-127, 127]
+    (torch.int8 codes; a row holding a NaN gets a NaN scale, so its outputs are NaN).
+    x ~= xq * scale[..., None]. Returns (xq of x's shape, scale of shape x.shape[:-1] in float32), ready
+    for gemm(xq, pw, x_scale=scale). x: CUDA bfloat16/float16, last dim a multiple of 8."""
+    if dtype not in ACT8_CODES:
+        raise ValueError(f"dtype={dtype!r} is not supported; activations are quantized to 'e4m3' or 's8' (e5m2 "
+                         f"holds less precision and no kernel takes it)")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [..., K], got {type(x).__name__}")
     if x.dtype not in ACT_DTYPES:
@@ -437,5 +450,5 @@ def quantize_activations(x: torch.Tensor, dtype: str = "e4m3") -> tuple[torch.Te
         raise ValueError(f"x.shape={tuple(x.shape)}: the last dim must be a positive multiple of 8 (pad K with zeros)")
     k = x.shape[-1]
     x2 = x.reshape(-1, k).contiguous()
-    xq, scale = (quantize_activations_op if torch.compiler.is_compiling() else _quantize_rows)(x2)
+    xq, scale = (quantize_activations_op if torch.compiler.is_compiling() else _quantize_rows)(x2, dtype)
     return xq.reshape(x.shape), scale.reshape(x.shape[:-1])

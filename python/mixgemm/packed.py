@@ -11,6 +11,7 @@ group scales as a buffer derived from them (not saved in the state dict).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Optional
 
@@ -19,9 +20,10 @@ import torch
 from .generator.catalog import catalog
 from .generator.dtypes import DEFAULT_GROUP_SIZE, DEFAULT_WEIGHT_DTYPE, NO_SCALE, PER_CHANNEL
 from .generator.family import ShapeRule
-from .generator.layouts import FP8_ACTIVATION_FORMATS, LEGACY_TAGS
-from .quant import (ACT_DTYPES, FORMATS, FP8_ACT_DTYPES, LAYOUTS, TWO_LEVEL_LAYOUTS, FloatWeightFormat, Layout,
-                    dequantize_w4a8, quantize_w4a8, scale_tables, two_level_scales)
+from .generator.layouts import ACT8_FORMATS, LEGACY_TAGS
+from .generator.dtypes import DType
+from .quant import (ACT8_DTYPES, ACT_DTYPES, FORMATS, LAYOUTS, TWO_LEVEL_LAYOUTS, FloatWeightFormat, Layout,
+                    dequantize_w4a8, quantize_w4a8, scale_tables, torch_dtype, two_level_scales)
 
 STATE_VERSION = 2
 
@@ -282,18 +284,20 @@ def current_capability(w: Optional[torch.Tensor] = None) -> Optional[int]:
     return 10 * major + minor
 
 
-def fp8_layout(layout: str, weight_dtype: str) -> bool:
-    """True when the kernels reading `weight_dtype` weights in `layout` take 8-bit float activations
-    (quantize_activations)."""
-    return (layout, weight_dtype) in FP8_ACTIVATION_FORMATS
+@functools.cache
+def act8_dtype(layout: str, weight_dtype: str) -> Optional[torch.dtype]:
+    """The 8-bit activation dtype (torch.float8_e4m3fn or torch.int8, made by quantize_activations)
+    that kernels reading `weight_dtype` weights in `layout` take, or None: they take 16-bit ones."""
+    short = ACT8_FORMATS.get((layout, weight_dtype))
+    return None if short is None else torch_dtype(DType.from_short(short))
 
 
 def _families_reading(weight_dtype: str, capability: Optional[int], layout: Optional[str] = None,
                       act: Optional[torch.dtype] = None) -> list:
-    """Families' specs for the format (and layout; and activation dtype: 8-bit float ones, or any
+    """Families' specs for the format (and layout; and activation dtype: that 8-bit one, or any
     16-bit one when act is None or 16-bit)."""
     dtype = FORMATS[weight_dtype].dtype
-    acts = {FP8_ACT_DTYPES[act]} if act in FP8_ACT_DTYPES else set(ACT_DTYPES.values())
+    acts = {ACT8_DTYPES[act]} if act in ACT8_DTYPES else set(ACT_DTYPES.values())
     return [s for s in catalog() if s.weight == dtype and (layout is None or s.layout == layout)
             and (layout is not None or s.act in acts)
             and (capability is None or capability in s.capabilities())]
@@ -309,8 +313,8 @@ def choose_layout(weight_dtype: str, capability: Optional[int], act: Optional[to
     specs = _families_reading(weight_dtype, capability, act=act)
     if not specs:
         where = f"sm{capability}" if capability is not None else "any GPU"
-        acts = f" with {act} activations" if act in FP8_ACT_DTYPES else ""
-        served = sorted({s.weight.short for s in catalog() if act in FP8_ACT_DTYPES and s.act == FP8_ACT_DTYPES[act]})
+        acts = f" with {act} activations" if act in ACT8_DTYPES else ""
+        served = sorted({s.weight.short for s in catalog() if act in ACT8_DTYPES and s.act == ACT8_DTYPES[act]})
         hint = f" (those take weight_dtype in {served})" if served else ""
         raise ValueError(f"no kernel family serves weight_dtype={weight_dtype!r}{acts} on {where}{hint}; families: "
                          f"{sorted({s.token for s in catalog()})} (`mixgemm list --all`)")
@@ -340,11 +344,11 @@ def _format(weight_dtype: str):
 
 def _act_dtype(act_dtype: Optional[torch.dtype], default: torch.dtype) -> torch.dtype:
     """The dtype scales are stored in: act_dtype if 16-bit, else `default` if 16-bit, else bfloat16
-    (8-bit float activations: the scales are the epilogue's, stored like the output)."""
-    if act_dtype is not None and act_dtype not in ACT_DTYPES and act_dtype not in FP8_ACT_DTYPES:
+    (8-bit activations: the scales are the epilogue's, stored like the output)."""
+    if act_dtype is not None and act_dtype not in ACT_DTYPES and act_dtype not in ACT8_DTYPES:
         raise TypeError(f"act_dtype={act_dtype} is not supported; use torch.bfloat16 or torch.float16 (16-bit "
-                        f"activations) or {' or '.join(map(str, FP8_ACT_DTYPES))} (8-bit float activations)")
-    if act_dtype is None or act_dtype in FP8_ACT_DTYPES:
+                        f"activations) or {' or '.join(map(str, ACT8_DTYPES))} (8-bit activations)")
+    if act_dtype is None or act_dtype in ACT8_DTYPES:
         return default if default in ACT_DTYPES else torch.bfloat16
     return act_dtype
 
@@ -443,6 +447,9 @@ def quantize(w: torch.Tensor, weight_dtype: str = DEFAULT_WEIGHT_DTYPE, group_si
         group scales (W4A8): each group's scale is an e4m3 number times an fp32 per-channel scale
         (the kernels' lookup-table conversion multiplies q by the e4m3 one and rounds to e4m3), and
         each value takes the q in [-8, 7] whose product lies nearest; dequantize() gives the result.
+        torch.int8: for s8 activations quantized per token (quantize_activations(x, "s8"); the Ampere
+        integer W4A8 kernels): weight_dtype='s4' with per-channel scales (group_size=-1), applied
+        with the per-token ones in the fp32 epilogue.
     pad: zero-pad N and K up to what the kernels need, so any shape runs; gemm() pads x along K
         (a copy) and returns a view of the first N columns. The last group may then be partial.
     layout: a layout tag (quant.LAYOUTS) instead of the one `arch` implies.

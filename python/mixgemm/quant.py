@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .generator.dtypes import ACTIVATIONS, FP8_ACTIVATIONS, DType
-from .generator.layouts import W4_MMA16, W4_MMA32_UNIFIED, W8_KMAJOR, W8_MMA16
+from .generator.dtypes import ACT8, ACTIVATIONS, DType
+from .generator.layouts import W4_KMAJOR, W4_MMA16, W4_MMA32_UNIFIED, W8_KMAJOR, W8_MMA16
 
 
 def torch_dtype(d: DType | str) -> torch.dtype:
@@ -32,8 +32,8 @@ def torch_dtype(d: DType | str) -> torch.dtype:
 
 ACT_DTYPES = {torch_dtype(d): d for d in ACTIVATIONS}
 """16-bit activation dtypes (weight-only kernels; scales are stored in one of these)."""
-FP8_ACT_DTYPES = {torch_dtype(d): d for d in FP8_ACTIVATIONS}
-"""8-bit float activation dtypes (quantized per token, see quantize_activations)."""
+ACT8_DTYPES = {torch_dtype(d): d for d in ACT8}
+"""8-bit activation dtypes, e4m3 and s8 (quantized per token with fp32 scales, see quantize_activations)."""
 
 
 def expand_groups(t: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -259,6 +259,11 @@ register_layout(Layout(
     tag=W8_KMAJOR, bits=8, n_multiple=16, k_multiple=16,
     pack=lambda q: pack_bytes(q.reshape(-1)),
     unpack=lambda data, n, k, signed: unpack_bytes(data, signed).reshape(n, k),
+))
+register_layout(Layout(
+    tag=W4_KMAJOR, bits=4, n_multiple=16, k_multiple=32,
+    pack=lambda q: pack_nibbles(q.reshape(-1)),
+    unpack=lambda data, n, k, signed: unpack_nibbles(data, signed).reshape(n, k),
 ))
 
 

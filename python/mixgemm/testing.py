@@ -33,11 +33,15 @@ def reference(x: torch.Tensor, pw: PackedWeight, bias: torch.Tensor | None = Non
     return y + bias.to(dtype) if bias is not None else y
 
 
-def reference_quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token e4m3 quantization as mixgemm.quantize_activations states it, in torch ops: (xq, scale)
-    bit for bit (IEEE division, round to nearest even, saturation at 448)."""
+def reference_quantize_activations(x: torch.Tensor, dtype: str = "e4m3") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token quantization as mixgemm.quantize_activations states it, in torch ops: (xq, scale)
+    bit for bit (IEEE division, round to nearest even; e4m3 saturated at 448, s8 clamped to 127)."""
     xf = x.float()
     amax = xf.abs().amax(dim=-1)
+    if dtype == "s8":
+        scale = torch.where(amax > 0, amax / torch.full_like(amax, 127.0), torch.ones_like(amax))
+        scale = torch.where(amax.isnan(), amax, scale)
+        return torch.round(xf / scale.unsqueeze(-1)).nan_to_num(0.0).clamp(-127, 127).to(torch.int8), scale
     # tensor by tensor: torch divides by a Python scalar as a multiply by its reciprocal
     scale = torch.where(amax > 0, amax / torch.full_like(amax, 448.0), torch.ones_like(amax))
     xq = (xf / scale.unsqueeze(-1)).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
@@ -82,7 +86,7 @@ def kernel_inputs(spec, m: int, k: int, generator: torch.Generator | None = None
     x = torch.randn(m, k, device="cuda", dtype=act if act in ACT_DTYPES else torch.bfloat16, generator=generator)
     if act in ACT_DTYPES:
         return x, None
-    return quantize_activations(x)
+    return quantize_activations(x, spec.act.short)
 
 
 def output_dtype(spec) -> torch.dtype:

@@ -20,7 +20,7 @@ from .ops import launch, quantize_activations
 from .packed import choose_layout, quantize
 from .generator.dtypes import ACTIVATIONS, DEFAULT_GROUP_SIZE, PER_CHANNEL
 from .generator.layouts import PER_CHANNEL_LAYOUTS
-from .quant import FORMATS, FP8_ACT_DTYPES, torch_dtype
+from .quant import ACT8_DTYPES, FORMATS, torch_dtype
 from .profiles import PROFILE_VERSION, profile_name
 
 DEFAULT_M = tuple(1 << i for i in range(14))  # 1 .. 8192: the M buckets dispatch uses
@@ -78,7 +78,7 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
     done, start = 0, time.time()
     for weight, act in formats:
         act_t = torch_dtype(act)
-        fp8 = act_t in FP8_ACT_DTYPES  # 8-bit activations: bf16 ones quantized per token, bf16 out
+        fp8 = act_t in ACT8_DTYPES  # 8-bit activations: bf16 ones quantized per token, bf16 out
         out_t = torch.bfloat16 if fp8 else act_t
         # layouts whose kernels take per-channel weight scales only (fp8 x fp8) get those
         layout = choose_layout(weight, None, act_t)
@@ -89,7 +89,7 @@ def tune(shapes, ms, formats, group_size: int, rep_ms: float = 20, passes: int =
             data, scales, zeros, w_scales = pw.kernel_tensors(out_t)
             for m in ms:
                 x = torch.randn(m, k, device="cuda", dtype=out_t)
-                x, xs = quantize_activations(x) if fp8 else (x, None)
+                x, xs = quantize_activations(x, act) if fp8 else (x, None)
                 out = torch.empty(m, n, device="cuda", dtype=out_t)
                 exp = dispatch.explain_problem(key, m, n, k, pw.group_size)
                 index = {b.spec.name(): b.index for b in dispatch.built()}

@@ -8,7 +8,7 @@ import torch
 import mixgemm
 from mixgemm.generator import KernelSpec
 from mixgemm.generator.families.sm80 import Sm80Spec
-from mixgemm.packed import choose_layout, fp8_layout
+from mixgemm.packed import act8_dtype, choose_layout
 from mixgemm.testing import reference
 
 
@@ -26,8 +26,24 @@ def test_layout_choice_per_gpu():
 
 
 def test_activation_kind_is_a_fact_of_layout_and_format():
-    assert fp8_layout("w8_kmajor", "e4m3") and fp8_layout("w4_mma32_unified", "s4")
-    assert not fp8_layout("w8_kmajor", "s8") and not fp8_layout("w8_mma16_shuffled", "s8")
+    assert act8_dtype("w8_kmajor", "e4m3") == act8_dtype("w4_mma32_unified", "s4") == torch.float8_e4m3fn
+    assert act8_dtype("w4_kmajor", "s4") == torch.int8
+    assert act8_dtype("w8_kmajor", "s8") is None and act8_dtype("w8_mma16_shuffled", "s8") is None
+
+
+def test_integer_w4a8_weights():
+    """s4 weights for s8 activations: the plain nibble layout, per-channel scales only, exact round trip."""
+    w = torch.randn(64, 256)
+    pw = mixgemm.quantize(w, "s4", mixgemm.PER_CHANNEL, act_dtype=torch.int8, arch=86)
+    assert pw.layout == "w4_kmajor" and pw.per_channel and pw.scales.dtype == torch.bfloat16
+    q = mixgemm.unpack(pw)
+    assert q.min() >= -8 and q.max() <= 7
+    assert torch.equal(pw.data[:1], (q[0, 0] & 0xF | (q[0, 1] & 0xF) << 4).to(torch.uint8).reshape(1))
+    assert torch.equal(mixgemm.dequantize(pw, torch.float32), q.float() * pw.scales.float().t())
+    with pytest.raises(ValueError, match="per-channel"):
+        mixgemm.quantize(w, "s4", 128, act_dtype=torch.int8)
+    with pytest.raises(ValueError, match="K"):
+        mixgemm.quantize(torch.randn(64, 48), "s4", mixgemm.PER_CHANNEL, act_dtype=torch.int8)
 
 
 def test_grouped_weights_do_not_move_to_the_per_channel_layout():

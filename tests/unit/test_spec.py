@@ -34,7 +34,8 @@ FAMILY_TYPES = {
     "dec": {(a, w, not w.signed, a) for a in (DType.BF16, DType.F16) for w in WEIGHTS},
     "sm90f8": {(DType.E4M3, DType.E4M3, False, o) for o in (DType.BF16, DType.F16)},
     "sm90w4a8": {(DType.E4M3, DType.S4, False, o) for o in (DType.BF16, DType.F16)},
-    "sm80": {(a, DType.S8, False, a) for a in (DType.BF16, DType.F16)},
+    "sm80": {(a, DType.S8, False, a) for a in (DType.BF16, DType.F16)}
+            | {(DType.S8, DType.S4, False, o) for o in (DType.BF16, DType.F16)},
 }
 
 
@@ -196,6 +197,6 @@ def test_name_round_trip_for_any_spec_in_the_product(s):
 
 
 def test_fp8_activation_layouts_is_the_families_fact():
-    from mixgemm.generator.layouts import FP8_ACTIVATION_FORMATS
-    assert FP8_ACTIVATION_FORMATS == {(s.layout, s.weight.short) for s in catalog() if s.act.bits == 8}
-    assert not FP8_ACTIVATION_FORMATS & {(s.layout, s.weight.short) for s in catalog() if s.act.bits == 16}
+    from mixgemm.generator.layouts import ACT8_FORMATS
+    assert ACT8_FORMATS == {(s.layout, s.weight.short): s.act.short for s in catalog() if s.act.bits == 8}
+    assert not set(ACT8_FORMATS) & {(s.layout, s.weight.short) for s in catalog() if s.act.bits == 16}
