@@ -70,7 +70,7 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x64.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x8.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t64x8.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x128x64_w64x64_s4.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x128x64_w32x128_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x128x64_w64x64_s4_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x16x64_w32x16_s6.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x16x64_w32x16_s6_sk.cu"
@@ -78,7 +78,7 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x64x64_w64x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x64x64_w64x32_s4_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t256x128x64_w64x64_s3.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x128x64_w64x64_s4.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x128x64_w32x128_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x16x64_w32x16_s6.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x64x64_w64x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x64x64_w64x32_s4_sk.cu"
@@ -272,7 +272,7 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x64.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t32x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_dec_f16xu8_gz_f16_t64x8.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x128x64_w64x64_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x128x64_w32x128_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x128x64_w64x64_s4_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x16x64_w32x16_s6.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x16x64_w32x16_s6_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -280,7 +280,7 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x64x64_w64x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t128x64x64_w64x32_s4_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_bf16xs8_c_bf16_t256x128x64_w64x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x128x64_w64x64_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x128x64_w32x128_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x16x64_w32x16_s6.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x64x64_w64x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_f16xs8_c_f16_t128x64x64_w64x32_s4_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")

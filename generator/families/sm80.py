@@ -42,7 +42,7 @@ REGISTERS = 65536       # per SM
 TILES_N = (64, 128, 256)
 TILES_M = (16, 32, 64, 128, 256)
 WARPS_N = (32, 64)
-WARPS_M = (16, 32, 64)
+WARPS_M = (16, 32, 64, 128)
 STAGES = (3, 4, 5, 6)
 OUTPUTS = (DType.BF16, DType.F16)
 # (activation, weight) pairs: CUTLASS's mixed-input warp MMA handles a 2:1 width ratio
@@ -67,12 +67,16 @@ class Decomposition(enum.Enum):
 # The default build, (tile n, tile m, warp n, warp m, stages): decode (16 tokens), small batch,
 # medium and prefill, after CUTLASS's own mixed-input tests (128x128x64 with 64x64 warps and 4
 # stages; 16-token tiles with more stages) and stream-K variants for small grids. Not yet tuned.
+# The 128x128 prefill tile uses 32-feature x 128-token warps: each converted weight fragment then
+# serves 8 mma tiles instead of 4, which halves the conversion and shuffle work per mma. H100,
+# m=3456 n=4096 k=2048 (tools/sm80_pair.cu, benchmarks/results/h100_sm80_pair_s12.txt): s8 x f16 in
+# 167.8 us against 185.8 with 64x64 warps; f16 x f16 in the same configurations 156.4 / 152.3 us.
 # Keyed by (activation, output).
 DEFAULT = {
-    (DType.BF16, DType.BF16): ({(128, 16, 32, 16, 6), (128, 32, 32, 32, 5), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4),
-                  (256, 128, 64, 64, 3)},
+    (DType.BF16, DType.BF16): ({(128, 16, 32, 16, 6), (128, 32, 32, 32, 5), (128, 64, 64, 32, 4), (128, 128, 32, 128, 4),
+                                (256, 128, 64, 64, 3)},
                  {(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4)}),
-    (DType.F16, DType.F16): ({(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4), (256, 128, 64, 64, 3)},
+    (DType.F16, DType.F16): ({(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 32, 128, 4), (256, 128, 64, 64, 3)},
                              {(128, 64, 64, 32, 4)}),
     (DType.S8, DType.BF16): ({(128, 16, 32, 16, 6), (128, 64, 64, 32, 4), (128, 128, 64, 64, 4), (256, 128, 64, 64, 3)},
                              {(128, 16, 32, 16, 6), (128, 64, 64, 32, 4)}),
