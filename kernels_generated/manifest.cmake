@@ -89,7 +89,7 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_bf16_t128x64x128_w64x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_bf16_t128x64x128_w64x32_s4_sk.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_bf16_t256x128x128_w64x64_s3.cu"
-  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_f16_t128x128x128_w32x128_s4.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_f16_t128x128x128_w64x64_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_f16_t128x16x128_w32x16_s6.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xe4m3_g_bf16_t128x16x64_c2x1_coop.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xe4m3_g_bf16_t128x256x64_c1x1_coop.cu"
@@ -291,7 +291,7 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_bf16
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_bf16_t128x64x128_w64x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_bf16_t128x64x128_w64x32_s4_sk.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_bf16_t256x128x128_w64x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
-set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_f16_t128x128x128_w32x128_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_f16_t128x128x128_w64x64_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80_s8xs4_c_f16_t128x16x128_w32x16_s6.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xe4m3_g_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xe4m3_g_bf16_t128x256x64_c1x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")
