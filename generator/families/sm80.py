@@ -38,6 +38,8 @@ from ..layouts import W4_KMAJOR, W8_KMAJOR
 
 SMEM_BYTES = 99 << 10   # what sm86/sm89 give a CTA (the A100 gives 163 KiB): the sm_80 code runs on all three
 REGISTERS = 65536       # per SM
+SM_SMEM_BYTES = 228 << 10  # shared memory per SM on the H100, where the estimate's constants were set
+REGISTERS_PER_THREAD = 168  # NOTE(estimate): what these kernels take (ptxas: 80-255), for CTAs per SM
 
 TILES_N = (64, 128, 256)
 TILES_M = (16, 32, 64, 128, 256)
@@ -209,7 +211,7 @@ class Sm80Spec(KernelSpec):
         the padded token tile, plus a fixed cost per wave. Stream-K (split_k = 0) is modelled as
         spreading the same work evenly over all SMs in one pass, plus one fixup per tile."""
         tn, tm, tk = self.tile
-        per_sm = max(1, min(228 << 10 // max(self.smem_bytes(), 1), REGISTERS // (self.warps * 32 * 168)))
+        per_sm = max(1, min(SM_SMEM_BYTES // self.smem_bytes(), REGISTERS // (self.warps * 32 * REGISTERS_PER_THREAD)))
         ctas = math.ceil(n / tn) * math.ceil(m / tm)
         slots = sms * per_sm
         weight_bytes = tn * k * self.weight.bits // 8 + tn * 2
