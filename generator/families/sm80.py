@@ -206,28 +206,38 @@ class Sm80Spec(KernelSpec):
         return f"{self.act.short} x {self.weight.short} ({scales}) -> {self.out.short}"
 
     def estimate_us(self, m: int, n: int, k: int, group_size: int, sms: int, model: CostModel = COST) -> float:
-        """Waves of CTAs (as many per SM as shared memory and registers allow), each CTA limited by
-        its SM's share of DRAM bandwidth (weights, and activations from L2) or by mma.sync time for
-        the padded token tile, plus a fixed cost per wave. Stream-K (split_k = 0) is modelled as
-        spreading the same work evenly over all SMs in one pass, plus one fixup per tile."""
-        tn, tm, tk = self.tile
-        per_sm = max(1, min(SM_SMEM_BYTES // self.smem_bytes(), REGISTERS // (self.warps * 32 * REGISTERS_PER_THREAD)))
-        ctas = math.ceil(n / tn) * math.ceil(m / tm)
-        slots = sms * per_sm
-        weight_bytes = tn * k * self.weight.bits // 8 + tn * 2
-        x_bytes = min(tm, m) * k * self.act.bits // 8
-        flops = 2.0 * tn * tm * k
-        # s8 x s8 mma.sync runs at twice the f16 rate
-        mma = model.mma_sync_flops_per_s * model.mixed_input_efficiency * (2 if self.act.bits == 8 else 1)
+        """tiled_estimate_us: waves of CTAs limited by bandwidth or mma.sync time (one per-channel
+        scale per weight row)."""
+        return tiled_estimate_us(self.tile[0], self.tile[1], m, n, k, self.weight.bits, self.act.bits,
+                                 self.smem_bytes(), self.warps, sms, model, stream_k=self.stream_k,
+                                 scale_bytes=self.tile[0] * 2)
 
-        def cta_s(active: int) -> float:
-            sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
-            return max((weight_bytes + x_bytes / model.l2_reuse) / sm_bw, flops / (mma / active))
 
-        if self.stream_k and ctas < slots:
-            total = max((n * k * self.weight.bits / 8 + m * k * self.act.bits / 8 / model.l2_reuse) / model.dram_bytes_per_s,
-                        2.0 * n * max(m, 16) * k / mma)
-            return total * 1e6 + model.tile_overhead_us + 1.0 + model.launch_us
-        waves = math.ceil(ctas / slots)
-        active = min(ctas, slots)
-        return waves * (cta_s(active) * 1e6 + model.tile_overhead_us) + model.launch_us
+def tiled_estimate_us(tn: int, tm: int, m: int, n: int, k: int, weight_bits: int, act_bits: int, smem_bytes: int,
+                      warps: int, sms: int, model: CostModel = COST, stream_k: bool = False,
+                      scale_bytes: int = 0) -> float:
+    """Estimate of a data-parallel (or stream-K) mma.sync GEMM of tn x tm tiles: waves of CTAs (as
+    many per SM as shared memory and registers allow), each CTA limited by its SM's share of DRAM
+    bandwidth (weights and their scales, and activations from L2) or by mma.sync time for the
+    padded token tile, plus a fixed cost per wave. Stream-K (split_k = 0) is modelled as spreading
+    the same work evenly over all SMs in one pass, plus one fixup per tile."""
+    per_sm = max(1, min(SM_SMEM_BYTES // smem_bytes, REGISTERS // (warps * 32 * REGISTERS_PER_THREAD)))
+    ctas = math.ceil(n / tn) * math.ceil(m / tm)
+    slots = sms * per_sm
+    weight_bytes = tn * k * weight_bits // 8 + scale_bytes
+    x_bytes = min(tm, m) * k * act_bits // 8
+    flops = 2.0 * tn * tm * k
+    # s8 x s8 mma.sync runs at twice the f16 rate
+    mma = model.mma_sync_flops_per_s * model.mixed_input_efficiency * (2 if act_bits == 8 else 1)
+
+    def cta_s(active: int) -> float:
+        sm_bw = min(model.dram_bytes_per_s / active, model.sm_bandwidth_share * model.dram_bytes_per_s / sms)
+        return max((weight_bytes + x_bytes / model.l2_reuse) / sm_bw, flops / (mma / active))
+
+    if stream_k and ctas < slots:
+        total = max((n * k * weight_bits / 8 + m * k * act_bits / 8 / model.l2_reuse) / model.dram_bytes_per_s,
+                    2.0 * n * max(m, 16) * k / mma)
+        return total * 1e6 + model.tile_overhead_us + 1.0 + model.launch_us
+    waves = math.ceil(ctas / slots)
+    active = min(ctas, slots)
+    return waves * (cta_s(active) * 1e6 + model.tile_overhead_us) + model.launch_us

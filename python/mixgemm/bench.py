@@ -156,11 +156,23 @@ def overhead_us(weight_dtype: str, group_size: int, act: torch.dtype, n: int = 2
             "linear_us_per_call": linear, "kernel": choice.spec.name()}
 
 
+def _dispatch_arch() -> Optional[int]:
+    """The capability `dispatch_as` set for device 0, if any (so quantize picks that GPU's layout)."""
+    from .dispatch import _capability_override  # noqa: PLC0415
+    return _capability_override.get(0)
+
+
 def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEFAULT_WEIGHT_DTYPE,
         group_size: int = DEFAULT_GROUP_SIZE,
-        act: torch.dtype = torch.bfloat16, graph: bool = False, layout: Optional[str] = None) -> dict:
-    """Every shape x M: mixgemm (weights in `layout`, default: the one quantize picks for this GPU)
-    next to the peers in `vs`."""
+        act: torch.dtype = torch.bfloat16, graph: bool = False, layout: Optional[str] = None,
+        arch: Optional[int] = None) -> dict:
+    """Every shape x M: mixgemm (weights in `layout`, default: the one quantize picks for this GPU, or
+    for a GPU of compute capability `arch`, among whose kernels dispatch then chooses) next to the
+    peers in `vs`."""
+    if arch is not None:
+        from .dispatch import dispatch_as  # noqa: PLC0415
+        with dispatch_as(arch):
+            return run(shapes, ms, vs, weight_dtype, group_size, act, graph, layout)
     import mixgemm  # noqa: PLC0415
     fp8 = act in (torch.float8_e4m3fn, torch.int8)  # 8-bit activations, quantized per token
     act8 = "s8" if act == torch.int8 else "e4m3"
@@ -178,7 +190,8 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
     for shape in shapes:
         n, k = SHAPES[shape] if shape in SHAPES else tuple(int(v) for v in shape.split(":"))
         w = torch.randn(n, k, dtype=x_dtype, device="cuda") * 0.02
-        pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act, layout=layout)
+        pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act, layout=layout,
+                              arch=_dispatch_arch())
         w_deq = mixgemm.dequantize(pw, x_dtype)
         used_layout = pw.layout
         for m in ms:
@@ -243,7 +256,7 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
         print(f"WARNING: {w_}", flush=True)
     return {"ceilings": best, "ceilings_start": ceil, "ceilings_end": again, "gpu": info, "gpu_after": after,
             "warnings": warnings, "overhead": overhead, "weight_dtype": weight_dtype, "group_size": group_size,
-            "layout": used_layout,
+            "layout": used_layout, "dispatch_arch": _dispatch_arch(),
             "act": str(act).removeprefix("torch."), "rows": rows}
 
 
@@ -281,6 +294,7 @@ def markdown(result: dict) -> str:
              + (f", fp8 GEMM {c['fp8_flops_per_s'] / 1e12:.0f} TFLOP/s" if "fp8_flops_per_s" in c else "")
              + f". Weights {result['weight_dtype']} group "
              f"{result['group_size']}" + (f" (layout {result['layout']})" if result.get("layout") else "")
+             + (f"; kernels dispatched as on sm{result['dispatch_arch']}" if result.get("dispatch_arch") else "")
              + f", activations {result['act']}. Times in microseconds (median, L2 flushed); "
              f"% = roofline time / measured time; x = peer time / mixgemm time.", ""]
     if ov:
@@ -351,6 +365,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", default=None,
                    help="pack the weights in this layout (default: the one quantize picks for this GPU), e.g. "
                         "w8_kmajor with --weight-dtype s8 --group-size -1 to time the Ampere (sm80) family on a Hopper GPU")
+    p.add_argument("--dispatch-arch", type=int, default=None,
+                   help="choose kernels as dispatch would on a GPU of this compute capability (e.g. 86: the Ampere "
+                        "path, timed here; sm_80 code runs on an H100)")
     p.add_argument("--graph", action="store_true",
                    help="also time mixgemm and cuBLAS as CUDA-graph replays of back-to-back calls over weight "
                         "copies that exceed L2 (how serving engines run decode)")
@@ -393,7 +410,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     shapes = [s for tok in args.shapes.split(",") for s in SHAPE_SETS.get(tok, [tok])]
     result = run(shapes, [int(v) for v in args.m.split(",")], args.vs.split(","), args.weight_dtype,
-                 args.group_size, torch_dtype(args.act), graph=args.graph, layout=args.layout)
+                 args.group_size, torch_dtype(args.act), graph=args.graph, layout=args.layout,
+                 arch=args.dispatch_arch)
     table = markdown(result)
     print(table)
     if args.markdown:

@@ -8,6 +8,7 @@ family's analytical estimate. Choices are cached per (key, M, N, K, group size, 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import warnings
@@ -144,11 +145,42 @@ def sm_count(device_index: int) -> int:
 
 
 @functools.cache
-def capability(device_index: int) -> int:
+def _device_capability(device_index: int) -> int:
     if not torch.cuda.is_available():
         return 0
     major, minor = torch.cuda.get_device_capability(device_index)
     return 10 * major + minor
+
+
+_capability_override: dict[int, int] = {}
+
+
+def capability(device_index: int) -> int:
+    """The compute capability dispatch chooses for: the device's, or the one `dispatch_as` set."""
+    return _capability_override.get(device_index, _device_capability(device_index))
+
+
+@contextlib.contextmanager
+def dispatch_as(arch: int, device_index: int = 0):
+    """Within the block, dispatch on device `device_index` picks kernels as on a GPU of compute
+    capability `arch` (e.g. 86): only kernels built to run there are candidates (they must run on this
+    GPU too: sm_80 code runs on an H100 through its sm_90 build). For timing the Ampere path on a
+    Hopper GPU (`mixgemm bench --dispatch-arch 86`); choices made inside are forgotten on exit."""
+    if not isinstance(arch, int) or arch < 10:
+        raise ValueError(f"arch={arch!r} must be a compute capability such as 80 or 86")
+    previous = _capability_override.get(device_index)
+    _capability_override[device_index] = arch
+    _cache.clear()
+    _autotuned.clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            _capability_override.pop(device_index, None)
+        else:
+            _capability_override[device_index] = previous
+        _cache.clear()
+        _autotuned.clear()
 
 
 _cache: dict = {}

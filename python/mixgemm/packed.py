@@ -308,8 +308,9 @@ def choose_layout(weight_dtype: str, capability: Optional[int], act: Optional[to
     """The layout read by the family that best serves the format on this GPU (any GPU when capability
     is None) for activations of dtype `act` (None: 16-bit): a family serving every M before one
     limited to small M (the decode family), then the most specialized one (highest lowest
-    capability: sm90a code before sm80 code on an H100); group scales (per_channel False) prefer
-    families that take them."""
+    capability: sm90a code before sm80 code on an H100), then, for per-channel scales, a family made
+    for them (on Ampere: CUTLASS's per-channel epilogue before the group-scaled mainloop); group
+    scales (per_channel False) prefer families that take them."""
     specs = _families_reading(weight_dtype, capability, act=act)
     if not specs:
         where = f"sm{capability}" if capability is not None else "any GPU"
@@ -319,7 +320,8 @@ def choose_layout(weight_dtype: str, capability: Optional[int], act: Optional[to
         raise ValueError(f"no kernel family serves weight_dtype={weight_dtype!r}{acts} on {where}{hint}; families: "
                          f"{sorted({s.token for s in catalog()})} (`mixgemm list --all`)")
     best = max(specs, key=lambda s: (per_channel or s.shape_rule().groups, s.max_m() is None,
-                                     min(s.capabilities()), max(s.capabilities()), s.layout))
+                                     min(s.capabilities()), per_channel and not s.shape_rule().groups,
+                                     max(s.capabilities()), s.layout))
     return best.layout
 
 

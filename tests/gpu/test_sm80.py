@@ -182,3 +182,73 @@ def test_integer_w4a8_bad_input_is_refused_before_launch():
         mixgemm.gemm(e4, pw, x_scale=e4s)
     with pytest.raises(ValueError, match="dtype"):
         mixgemm.quantize_activations(x, "s4")
+
+
+# ---- the group-scaled Ampere family (sm80g): 4-/8-bit weights with group scales (and zero points) x bf16/f16 ----
+def sm80g_built() -> list[str]:
+    if not mixgemm._lib.available():
+        return []
+    return [n for n in mixgemm.kernels() if n.startswith("mixgemm_sm80g_")]
+
+
+@pytest.mark.parametrize("name", sm80g_built())
+def test_group_kernel_k_tails_small_groups_and_bias(name):
+    """Shapes the registry suites do not reach: K not a multiple of the 64-wide stage (zero-filled
+    tail), groups of 16 and 32 (a stage spans several), N below one tile, per-channel; bias fused. The
+    weights are made for sm86 (quantize(arch=86)), whose layout rule takes K % 16 == 0."""
+    from mixgemm.quant import torch_dtype
+    spec = KernelSpec.parse(name)
+    act = torch_dtype(spec.act)
+    for n, k, g in [(48, 1040, 16), (272, 2080, 32), (1024, 4096, -1), (4112, 1104, 48)]:
+        gen = torch.Generator(device="cuda").manual_seed(n + k)
+        w = torch.randn(n, k, device="cuda", generator=gen) * 0.02
+        pw = mixgemm.quantize(w, spec.weight.short, g, act_dtype=act, layout=spec.layout, arch=86)
+        bias = torch.randn(n, device="cuda", dtype=act)
+        for m in (1, 65, 300):
+            x = torch.randn(m, k, device="cuda", dtype=act, generator=gen)
+            out = poisoned_output(spec, m, n)
+            launch_kernel(name, x, pw, out, bias=bias)
+            assert_close_to_reference(out, reference(x, pw, bias=bias), f"{name} N={n} K={k} g={g} M={m}")
+
+
+@pytest.mark.parametrize("weight, group", [("s4", 128), ("u4", 64), ("s8", 128), ("u8", 32), ("e4m3", -1)])
+@pytest.mark.parametrize("act", [torch.bfloat16, torch.float16])
+def test_ampere_dispatch_serves_every_m(weight, group, act, monkeypatch):
+    """As on an sm86 GPU (dispatch_as): one packed weight serves every M, the decode family up to its
+    token tile and this family beyond (the only candidate there); results match the reference."""
+    from mixgemm import dispatch
+    act_short = "bf16" if act == torch.bfloat16 else "f16"
+    if not any(KernelSpec.parse(nm).act.short == act_short and KernelSpec.parse(nm).weight.short == weight
+               for nm in sm80g_built()):
+        pytest.skip(f"no sm80g kernel for {weight} x {act_short} built")
+    n, k = 1024, 2048
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    pw = mixgemm.quantize(torch.randn(n, k, device="cuda", generator=gen) * 0.02, weight, group, act_dtype=act,
+                          arch=86)
+    assert pw.layout.endswith("_mma16_shuffled")
+    with dispatch.dispatch_as(86):
+        for m in (1, 16, 64, 65, 256, 2048):
+            x = torch.randn(m, k, device="cuda", dtype=act, generator=gen)
+            choice = mixgemm.explain(x, pw).choice
+            assert choice.spec.token in ("dec", "sm80g"), choice.spec.name()
+            if m > 64:
+                assert choice.spec.token == "sm80g", f"M={m}: {choice.spec.name()}"
+            y = mixgemm.gemm(x, pw)
+            assert_close_to_reference(y, reference(x, pw), f"{weight} g{group} M={m} via {choice.spec.name()}")
+    assert dispatch.capability(0) == dispatch._device_capability(0)  # restored on exit
+
+
+def test_group_kernel_bad_input_is_refused_before_launch():
+    names = [n for n in sm80g_built() if "xs4_" in n and n.startswith("mixgemm_sm80g_bf16")]
+    if not names:
+        pytest.skip("no sm80g bf16 x s4 kernel built")
+    pw = mixgemm.quantize(torch.randn(256, 1024, device="cuda"), "s4", 128, arch=86)
+    x = torch.randn(70, 1024, device="cuda", dtype=torch.bfloat16)
+    out = torch.empty(70, 256, device="cuda", dtype=torch.bfloat16)
+    with pytest.raises((ValueError, RuntimeError), match="split_k"):
+        launch_kernel(names[0], x, pw, out, split_k=2)
+    with pytest.raises(ValueError, match="out_dtype"):
+        mixgemm.gemm(x, pw, kernel=names[0], out_dtype=torch.float16)
+    with pytest.raises(ValueError, match="arch"):
+        with mixgemm.dispatch.dispatch_as("sm86"):
+            pass

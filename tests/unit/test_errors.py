@@ -116,4 +116,4 @@ def test_determinism_is_a_family_fact():
     assert by_kind == {("sm90", ""): {True}, ("sm90", "sk"): {False}, ("dec", ""): {False},
                        ("sm90f8", ""): {True}, ("sm90f8", "sk"): {False},
                        ("sm90w4a8", ""): {True}, ("sm90w4a8", "sk"): {False},
-                       ("sm80", ""): {True}, ("sm80", "sk"): {False}}
+                       ("sm80", ""): {True}, ("sm80", "sk"): {False}, ("sm80g", ""): {True}}

@@ -99,7 +99,7 @@ def test_unknown_built_kernel_is_skipped_with_a_warning(monkeypatch):
 def test_manifest_json_is_plain_json(toy, tmp_path):
     generate(default_kernels(), tmp_path)
     doc = json.loads((tmp_path / "manifest.json").read_text())
-    assert doc["version"] == 2 and {e["family"] for e in doc["kernels"]} == {"sm90", "sm90f8", "sm90w4a8", "dec", "sm80", "toy"}
+    assert doc["version"] == 2 and {e["family"] for e in doc["kernels"]} == {"sm90", "sm90f8", "sm90w4a8", "dec", "sm80", "sm80g", "toy"}
 
 
 def test_autotune_candidates_and_remembered_choices(toy, monkeypatch):

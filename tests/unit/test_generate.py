@@ -47,5 +47,5 @@ def test_generated_sources_name_their_spec_and_capabilities(tmp_path):
 def test_arch_filter_sets_targets_and_capabilities(tmp_path):
     generate(select("smoke"), tmp_path, archs=["86"])
     entries = read_manifest(tmp_path / "manifest.json")
-    assert sorted(e["family"] for e in entries) == ["dec", "sm80"]  # sm90a code cannot run on sm86
+    assert sorted(e["family"] for e in entries) == ["dec", "sm80", "sm80g"]  # sm90a code cannot run on sm86
     assert all(e["targets"] == ["80"] and e["capabilities"] == [80, 86, 87, 89] for e in entries)

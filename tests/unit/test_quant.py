@@ -243,9 +243,9 @@ def test_every_layout_round_trips_every_format_of_its_width(tag, fmt):
 
 def test_arch_picks_the_shape_rule_of_the_families_there():
     w = torch.randn(32, 96)
-    with pytest.raises(ValueError, match="dec, sm90 families"):
+    with pytest.raises(ValueError, match="dec, sm80g, sm90 families"):
         mixgemm.quantize(w, "s4", -1, arch=90)  # sm90 needs K % 64
-    pw = mixgemm.quantize(w, "s4", -1, arch=86)  # only the decode family runs on sm86: K % 16
+    pw = mixgemm.quantize(w, "s4", -1, arch=86)  # the decode and sm80g families run on sm86: K % 16
     assert pw.padded_shape == (32, 96) and pw.layout == W4_MMA16
 
 

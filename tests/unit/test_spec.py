@@ -25,7 +25,7 @@ def test_catalog_is_sorted_union_of_families_filtered_by_their_predicates():
     every = product_of_axes()
     assert set(specs) == {s for s in every if invalid_reason(s) is None}
     assert len(every) > len(specs)  # the predicates reject some of the product
-    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "sm90f8", "sm90w4a8", "dec", "sm80"}
+    assert {s.token for s in specs} == set(FAMILIES) == {"sm90", "sm90f8", "sm90w4a8", "dec", "sm80", "sm80g"}
 
 
 # every type triple (act, weight, zero point, out) each family serves is in the default set
@@ -36,6 +36,7 @@ FAMILY_TYPES = {
     "sm90w4a8": {(DType.E4M3, DType.S4, False, o) for o in (DType.BF16, DType.F16)},
     "sm80": {(a, DType.S8, False, a) for a in (DType.BF16, DType.F16)}
             | {(DType.S8, DType.S4, False, o) for o in (DType.BF16, DType.F16)},
+    "sm80g": {(a, w, not w.signed, a) for a in (DType.BF16, DType.F16) for w in WEIGHTS},
 }
 
 
@@ -171,7 +172,7 @@ def test_select_filters():
     assert only and all(s.act == DType.BF16 and s.weight == DType.S4 and s.tile[:2] == (128, 16) for s in only)
     with pytest.raises(ValueError, match="match no kernel"):
         select("nosuchthing")
-    assert {s.token for s in select("default", archs=["80"])} == {"dec", "sm80"}
+    assert {s.token for s in select("default", archs=["80"])} == {"dec", "sm80", "sm80g"}
     assert select("default", archs=["75"]) == []
     four = select("default:xs4,xu4")
     assert four and set(four) < set(default_kernels()) and {s.weight.bits for s in four} == {4}
