@@ -270,7 +270,7 @@ def _forced(key: DispatchKey, m: int, n: int, k: int, group_size: int, device_in
     why = problem_rejection(found.spec, m, n, k, group_size)
     if why:
         raise ValueError(f"kernel={kernel!r} cannot run this problem: {why}")
-    cap = capability(device_index)
+    cap = _device_capability(device_index)  # forced: the kernel must run on the GPU in front of us
     if cap and cap not in found.capabilities:
         raise ValueError(f"kernel={kernel!r} runs on sm{', sm'.join(map(str, found.capabilities))}, "
                          f"not on this sm{cap} GPU")
@@ -296,13 +296,20 @@ def explain_problem(key: DispatchKey, m: int, n: int, k: int, group_size: int, d
                     model: CostModel = COST) -> Explanation:
     sms = sm_count(device_index) if sms is None else sms
     cap = capability(device_index) if cap is None else cap
+    # dispatch_as: choose among the kernels of families that run on `cap`, timed with the code built
+    # for the GPU in front of us (an sm_80 family's sm_90 build on an H100)
+    native = _device_capability(device_index)
+    emulated = _capability_override.get(device_index) == cap and cap != native
     candidates, rejected = [], []
     for b in built():
         spec = b.spec
         if not key.serves(spec):
             rejected.append((spec.name(), OTHER_KEY))
-        elif cap not in b.capabilities:
-            rejected.append((spec.name(), f"runs on sm{', sm'.join(map(str, b.capabilities))}, not sm{cap}"))
+        elif cap not in (spec.capabilities() if emulated else b.capabilities):
+            runs = spec.capabilities() if emulated else b.capabilities
+            rejected.append((spec.name(), f"runs on sm{', sm'.join(map(str, runs))}, not sm{cap}"))
+        elif emulated and native not in b.capabilities:
+            rejected.append((spec.name(), f"built without code for this sm{native} GPU"))
         elif deterministic and not spec.deterministic:
             rejected.append((spec.name(), "not deterministic across batch sizes"))
         elif why := problem_rejection(spec, m, n, k, group_size):
