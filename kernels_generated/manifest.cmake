@@ -97,11 +97,13 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t128x128_w32x64_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t256x128_w64x64_s3.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t64x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs8_g_bf16_t128x128_w32x64_s3.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs8_g_bf16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t128x128_w32x64_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t256x128_w64x64_s3.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t64x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu8_gz_bf16_t128x128_w32x64_s3.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu8_gz_bf16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xe4m3_g_f16_t128x128_w32x64_s3.cu"
@@ -110,11 +112,13 @@ set(MIXGEMM_GENERATED_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t128x128_w32x64_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t256x128_w64x64_s3.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t64x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs8_g_f16_t128x128_w32x64_s3.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs8_g_f16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t128x128_w32x64_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t256x128_w64x64_s3.cu"
+  "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t64x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu8_gz_f16_t128x128_w32x64_s3.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu8_gz_f16_t128x64_w32x32_s4.cu"
   "${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xe4m3_g_bf16_t128x16x64_c2x1_coop.cu"
@@ -325,11 +329,13 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xe5m2_g
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t128x128_w32x64_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t256x128_w64x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs4_g_bf16_t64x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs8_g_bf16_t128x128_w32x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xs8_g_bf16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t128x128_w32x64_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t256x128_w64x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu4_gz_bf16_t64x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu8_gz_bf16_t128x128_w32x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_bf16xu8_gz_bf16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xe4m3_g_f16_t128x128_w32x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
@@ -338,11 +344,13 @@ set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xe5m2_g_
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t128x128_w32x64_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t256x128_w64x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs4_g_f16_t64x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs8_g_f16_t128x128_w32x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xs8_g_f16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t128x128_w32x64_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t256x128_w64x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
+set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu4_gz_f16_t64x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu8_gz_f16_t128x128_w32x64_s3.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm80g_f16xu8_gz_f16_t128x64_w32x32_s4.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_80,code=sm_80;-gencode=arch=compute_90,code=sm_90")
 set_source_files_properties("${CMAKE_CURRENT_LIST_DIR}/mixgemm_sm90_bf16xe4m3_g_bf16_t128x16x64_c2x1_coop.cu" PROPERTIES COMPILE_OPTIONS "-gencode=arch=compute_90a,code=sm_90a")

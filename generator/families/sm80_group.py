@@ -31,10 +31,13 @@ TILES_M = (32, 64, 128, 256)
 WARPS_N = (16, 32, 64)      # 1, 2 or 4 weight atoms per warp
 WARPS_M = (16, 32, 64, 128)  # 2..16 mma n8 tiles (pairs: one ldmatrix x4 covers 16 tokens)
 STAGES = (2, 3, 4, 5)
-# (tile n, tile m, warp n, warp m, stages) per default_tier. Not yet tuned: a prefill tile with
-# 32-feature x 64-token warps (each converted weight fragment serves 8 mmas), a 64-token tile for
-# M = 65..256 where 128-token tiles leave SMs idle, and a 256-feature one for wide layers.
-DEFAULT = {"4bit": {(128, 128, 32, 64, 4), (128, 64, 32, 32, 4), (256, 128, 64, 64, 3)},
+# (tile n, tile m, warp n, warp m, stages) per default_tier: a prefill tile with 32-feature x 64-token
+# warps (each converted weight fragment serves 8 mmas), a 256-feature one for wide layers, and 64-token
+# tiles for M = 64..256, where 128-token tiles leave SMs idle. H100 (as sm86, bf16 x s4 g128, 9 shapes,
+# M = 64/128/256; benchmarks/results/h100_sm80g_tiles_s13.txt): the 4-warp 64x64 tile was the fastest
+# sm80g tile at M = 64 on 5 of 9 shapes and beat the decode family's 64-token kernel on the two widest
+# (57344x8192: 271 against 374 us).
+DEFAULT = {"4bit": {(128, 128, 32, 64, 4), (128, 64, 32, 32, 4), (256, 128, 64, 64, 3), (64, 64, 32, 32, 4)},
            "8bit": {(128, 128, 32, 64, 3), (128, 64, 32, 32, 4)},
            "e5m2": {(128, 128, 32, 64, 3)}}
 SMOKE = "mixgemm_sm80g_bf16xs4_g_bf16_t128x128_w32x64_s4"
