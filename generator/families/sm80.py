@@ -155,20 +155,8 @@ class Sm80Spec(KernelSpec):
         (tn, tm, tk), (wn, wm) = self.tile, self.warp
         if tk != tile_k(self.act):
             return f"tile k must be {tile_k(self.act)} (128 bytes of activations per stage row)"
-        if tn not in TILES_N or tm not in TILES_M:
-            return f"tile {tn}x{tm} not in {TILES_N} x {TILES_M}"
-        if wn not in WARPS_N or wm not in WARPS_M or tn % wn or tm % wm:
-            return f"warp tile {wn}x{wm} must divide the tile {tn}x{tm} (warp n in {WARPS_N}, m in {WARPS_M})"
-        if self.warps not in (2, 4, 8):
-            return f"{self.warps} warps per CTA (2, 4 or 8)"
-        if wn * wm // 32 > 128:
-            return f"accumulators need {wn * wm // 32} registers per thread (> 128)"
-        if self.stages not in STAGES:
-            return f"stages {self.stages} not in {STAGES}"
-        if self.smem_bytes() > SMEM_BYTES:
-            return (f"{self.stages} stages need {self.smem_bytes()} bytes of shared memory, more than sm86/sm89 give "
-                    f"a CTA ({SMEM_BYTES})")
-        return None
+        return tiling_reason((tn, tm), (wn, wm), self.stages, self.smem_bytes(),
+                             (TILES_N, TILES_M, WARPS_N, WARPS_M, STAGES), warp_counts=(2, 4, 8))
 
     def in_default_set(self) -> bool:
         data_parallel, stream_k = DEFAULT.get((self.act, self.out), (set(), set()))
@@ -241,3 +229,27 @@ def tiled_estimate_us(tn: int, tm: int, m: int, n: int, k: int, weight_bits: int
     waves = math.ceil(ctas / slots)
     active = min(ctas, slots)
     return waves * (cta_s(active) * 1e6 + model.tile_overhead_us) + model.launch_us
+
+
+def tiling_reason(tile: tuple[int, int], warp: tuple[int, int], stages: int, smem_bytes: int,
+                  axes: tuple[tuple[int, ...], ...], warp_counts: tuple[int, ...]) -> Optional[str]:
+    """Why a CTA tiling of an mma.sync family cannot be built (None if it can): tile and warp tile from
+    the family's axes (tiles n, tiles m, warps n, warps m, stages), whole warps, at most 128 accumulator
+    registers per thread, shared memory within what sm86/sm89 give a CTA."""
+    (tn, tm), (wn, wm) = tile, warp
+    tiles_n, tiles_m, warps_n, warps_m, stages_ok = axes
+    if tn not in tiles_n or tm not in tiles_m:
+        return f"tile {tn}x{tm} not in {tiles_n} x {tiles_m}"
+    if wn not in warps_n or wm not in warps_m or tn % wn or tm % wm:
+        return f"warp tile {wn}x{wm} must divide the tile {tn}x{tm} (warp n in {warps_n}, m in {warps_m})"
+    warps = (tn // wn) * (tm // wm)
+    if warps not in warp_counts:
+        return f"{warps} warps per CTA ({', '.join(map(str, warp_counts[:-1]))} or {warp_counts[-1]})"
+    if wn * wm // 32 > 128:
+        return f"accumulators need {wn * wm // 32} registers per thread (> 128)"
+    if stages not in stages_ok:
+        return f"stages {stages} not in {stages_ok}"
+    if smem_bytes > SMEM_BYTES:
+        return (f"{stages} stages need {smem_bytes} bytes of shared memory, more than sm86/sm89 give "
+                f"a CTA ({SMEM_BYTES})")
+    return None

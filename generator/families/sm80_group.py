@@ -23,7 +23,7 @@ from ..dtypes import ACTIVATIONS, ScaleMode
 from ..family import (COST, WEIGHTS, CostModel, KernelSpec, ShapeRule, TYPES_PATTERN, default_tier, register,
                       weight_only_types_reason)
 from ..layouts import layout_for_bits
-from .sm80 import SMEM_BYTES, tiled_estimate_us
+from .sm80 import tiled_estimate_us, tiling_reason
 
 TILE_K = 64                 # k per pipeline stage: 4 weight atoms, 128 bytes of activations per row
 TILES_N = (64, 128, 256)
@@ -90,22 +90,8 @@ class Sm80GroupSpec(KernelSpec):
         why = weight_only_types_reason(self)
         if why:
             return why
-        (tn, tm), (wn, wm) = self.tile, self.warp
-        if tn not in TILES_N or tm not in TILES_M:
-            return f"tile {tn}x{tm} not in {TILES_N} x {TILES_M}"
-        if wn not in WARPS_N or wm not in WARPS_M or tn % wn or tm % wm:
-            return f"warp tile {wn}x{wm} must divide the tile {tn}x{tm} (warp n in {WARPS_N}, m in {WARPS_M})"
-        warps = self.warps[0] * self.warps[1]
-        if warps not in (4, 8):
-            return f"{warps} warps per CTA (4 or 8)"
-        if wn * wm // 32 > 128:
-            return f"accumulators need {wn * wm // 32} registers per thread (> 128)"
-        if self.stages not in STAGES:
-            return f"stages {self.stages} not in {STAGES}"
-        if self.smem_bytes() > SMEM_BYTES:
-            return (f"{self.stages} stages need {self.smem_bytes()} bytes of shared memory, more than sm86/sm89 give "
-                    f"a CTA ({SMEM_BYTES})")
-        return None
+        return tiling_reason(self.tile, self.warp, self.stages, self.smem_bytes(),
+                             (TILES_N, TILES_M, WARPS_N, WARPS_M, STAGES), warp_counts=(4, 8))
 
     def in_default_set(self) -> bool:
         return (*self.tile, *self.warp, self.stages) in DEFAULT[default_tier(self.weight)]

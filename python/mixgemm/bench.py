@@ -8,6 +8,7 @@ max(bytes / copy bandwidth, 2*M*N*K / bf16 rate) with bytes = packed W + scales 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -156,12 +157,6 @@ def overhead_us(weight_dtype: str, group_size: int, act: torch.dtype, n: int = 2
             "linear_us_per_call": linear, "kernel": choice.spec.name()}
 
 
-def _dispatch_arch() -> Optional[int]:
-    """The capability `dispatch_as` set for device 0, if any (so quantize picks that GPU's layout)."""
-    from .dispatch import _capability_override  # noqa: PLC0415
-    return _capability_override.get(0)
-
-
 def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEFAULT_WEIGHT_DTYPE,
         group_size: int = DEFAULT_GROUP_SIZE,
         act: torch.dtype = torch.bfloat16, graph: bool = False, layout: Optional[str] = None,
@@ -169,10 +164,13 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
     """Every shape x M: mixgemm (weights in `layout`, default: the one quantize picks for this GPU, or
     for a GPU of compute capability `arch`, among whose kernels dispatch then chooses) next to the
     peers in `vs`."""
-    if arch is not None:
-        from .dispatch import dispatch_as  # noqa: PLC0415
-        with dispatch_as(arch):
-            return run(shapes, ms, vs, weight_dtype, group_size, act, graph, layout)
+    from .dispatch import dispatch_as  # noqa: PLC0415
+    with dispatch_as(arch) if arch is not None else contextlib.nullcontext():
+        return _run(shapes, ms, vs, weight_dtype, group_size, act, graph, layout, arch)
+
+
+def _run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str, group_size: int, act: torch.dtype,
+         graph: bool, layout: Optional[str], arch: Optional[int]) -> dict:
     import mixgemm  # noqa: PLC0415
     fp8 = act in (torch.float8_e4m3fn, torch.int8)  # 8-bit activations, quantized per token
     act8 = "s8" if act == torch.int8 else "e4m3"
@@ -191,7 +189,7 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
         n, k = SHAPES[shape] if shape in SHAPES else tuple(int(v) for v in shape.split(":"))
         w = torch.randn(n, k, dtype=x_dtype, device="cuda") * 0.02
         pw = mixgemm.quantize(w, weight_dtype, group_size, act_dtype=act, layout=layout,
-                              arch=_dispatch_arch())
+                              arch=arch)
         w_deq = mixgemm.dequantize(pw, x_dtype)
         used_layout = pw.layout
         for m in ms:
@@ -256,7 +254,7 @@ def run(shapes: list[str], ms: list[int], vs: list[str], weight_dtype: str = DEF
         print(f"WARNING: {w_}", flush=True)
     return {"ceilings": best, "ceilings_start": ceil, "ceilings_end": again, "gpu": info, "gpu_after": after,
             "warnings": warnings, "overhead": overhead, "weight_dtype": weight_dtype, "group_size": group_size,
-            "layout": used_layout, "dispatch_arch": _dispatch_arch(),
+            "layout": used_layout, "dispatch_arch": arch,
             "act": str(act).removeprefix("torch."), "rows": rows}
 
 

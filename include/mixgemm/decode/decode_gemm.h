@@ -1012,6 +1012,59 @@ __global__ void __launch_bounds__(launch_threads<kRowAtoms, kTokens>(), launch_b
   MIXGEMM_DECODE_TRACE(4, p);
 }
 
+// A weight format's short name (s4, u4, s8, u8, e4m3, e5m2), for messages.
+template <int kWeight, bool kZero>
+std::string weight_name() {
+  if constexpr (kWeight == kE4M3) return "e4m3";
+  if constexpr (kWeight == kE5M2) return "e5m2";
+  return (kZero ? "u" : "s") + std::to_string(weight_bits(kWeight));
+}
+
+// The checks the weight-only mma.sync families share (decode, sm80g): N and K, the group size, the
+// pointers (scales and zeros aligned to scale_align bytes: 2 where read 16 bits at a time, 16 where
+// copied in 16-byte pieces), and the fields these kernels do not take. M and split_k are each
+// family's own.
+template <class Act, bool kZero>
+int check_weight_only(const mixgemm_problem& p, size_t scale_align, std::string& err) {
+  using ::mixgemm::detail::invalid;
+  auto s = [](int64_t v) { return std::to_string(v); };
+  if (p.n < 1 || p.n > INT_MAX)
+    return invalid(err, "n = " + s(p.n) + ": must be in [1, 2^31)");
+  if (p.k < 1 || p.k > INT_MAX)
+    return invalid(err, "k = " + s(p.k) + ": must be in [1, 2^31)");
+  if (p.n % 16 != 0)
+    return invalid(err, "n = " + s(p.n) + ": must be a multiple of 16 (16-row weight atoms)");
+  if (p.k % 16 != 0)
+    return invalid(err, "k = " + s(p.k) + ": must be a multiple of 16 (16-wide weight atoms)");
+  if (!(p.group_size == p.k || (p.group_size > 0 && p.group_size % 16 == 0 && p.k % p.group_size == 0)))
+    return invalid(err, "group_size = " + s(p.group_size) + ": must equal k (" + s(p.k) +
+                            ") or be a multiple of 16 that divides k");
+  if (::mixgemm::detail::check_aligned(p.x, "x", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
+  if (::mixgemm::detail::check_aligned(p.w, "w", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
+  if (::mixgemm::detail::check_aligned(p.y, "y", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
+  const std::string align = std::to_string(scale_align) + "-byte aligned";
+  if (p.scales == nullptr || reinterpret_cast<uintptr_t>(p.scales) % scale_align != 0)
+    return invalid(err, "scales must be a non-NULL, " + align + " device pointer");
+  if (kZero) {
+    if (p.zeros == nullptr || reinterpret_cast<uintptr_t>(p.zeros) % scale_align != 0)
+      return invalid(err, "zeros must be a non-NULL, " + align + " device pointer (unsigned weights: "
+                          "dequant = q * scale + zero)");
+  } else if (p.zeros != nullptr) {
+    return invalid(err, "zeros must be NULL: signed weights are symmetric (dequant = q * scale)");
+  }
+  if (p.bias != nullptr && reinterpret_cast<uintptr_t>(p.bias) % 8 != 0)
+    return invalid(err, "bias must be 8-byte aligned (the decode family reads 4 values at a time)");
+  if (p.x_scales != nullptr)
+    return invalid(err, "x_scales must be NULL: this kernel takes 16-bit activations");
+  if (p.w_scales != nullptr)
+    return invalid(err, "w_scales must be NULL: per-channel scales on top of group scales are for W4A8 kernels");
+  if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != ActTraits<Act>::kDtype)
+    return invalid(err, "out_dtype = " + s(p.out_dtype) + ": must be DEFAULT (0) or " +
+                            ActTraits<Act>::kName + " (" + s(ActTraits<Act>::kDtype) +
+                            "), the activation dtype");
+  return MIXGEMM_OK;
+}
+
 }  // namespace impl
 
 // How one problem is cut; a pure function of (n, k, group, split_k, SM count): never of m.
@@ -1257,14 +1310,8 @@ struct DecodeGemm {
     return finish_plan(p, splits, warps_k);
   }
 
-  static std::string weight_name() {
-    if constexpr (kWeight == impl::kE4M3) return "e4m3";
-    if constexpr (kWeight == impl::kE5M2) return "e5m2";
-    return (kZero ? "u" : "s") + std::to_string(kBits);
-  }
-
   static std::string name() {
-    return std::string("decode_") + impl::ActTraits<Act>::kName + "x" + weight_name() + "_r" +
+    return std::string("decode_") + impl::ActTraits<Act>::kName + "x" + impl::weight_name<kWeight, kZero>() + "_r" +
            std::to_string(kRowAtoms) + "_t" + std::to_string(kTokens);
   }
 
@@ -1273,40 +1320,7 @@ struct DecodeGemm {
     auto s = [](int64_t v) { return std::to_string(v); };
     if (p.m < 1 || p.m > kTokens)
       return invalid(err, "m = " + s(p.m) + ": this kernel takes 1 <= m <= " + s(kTokens));
-    if (p.n < 1 || p.n > INT_MAX)
-      return invalid(err, "n = " + s(p.n) + ": must be in [1, 2^31)");
-    if (p.k < 1 || p.k > INT_MAX)
-      return invalid(err, "k = " + s(p.k) + ": must be in [1, 2^31)");
-    if (p.n % 16 != 0)
-      return invalid(err, "n = " + s(p.n) + ": must be a multiple of 16 (16-row weight atoms)");
-    if (p.k % 16 != 0)
-      return invalid(err, "k = " + s(p.k) + ": must be a multiple of 16 (16-wide weight atoms)");
-    if (!(p.group_size == p.k || (p.group_size > 0 && p.group_size % 16 == 0 && p.k % p.group_size == 0)))
-      return invalid(err, "group_size = " + s(p.group_size) + ": must equal k (" + s(p.k) +
-                              ") or be a multiple of 16 that divides k");
-    if (::mixgemm::detail::check_aligned(p.x, "x", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
-    if (::mixgemm::detail::check_aligned(p.w, "w", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
-    if (::mixgemm::detail::check_aligned(p.y, "y", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
-    // scales and zeros are read 16 bits at a time.
-    if (p.scales == nullptr || reinterpret_cast<uintptr_t>(p.scales) % 2 != 0)
-      return invalid(err, "scales must be a non-NULL, 2-byte aligned device pointer");
-    if (kZero) {
-      if (p.zeros == nullptr || reinterpret_cast<uintptr_t>(p.zeros) % 2 != 0)
-        return invalid(err, "zeros must be a non-NULL, 2-byte aligned device pointer (unsigned weights: "
-                            "dequant = q * scale + zero)");
-    } else if (p.zeros != nullptr) {
-      return invalid(err, "zeros must be NULL: signed weights are symmetric (dequant = q * scale)");
-    }
-    if (p.bias != nullptr && reinterpret_cast<uintptr_t>(p.bias) % 8 != 0)
-      return invalid(err, "bias must be 8-byte aligned (read 4 values at a time)");
-    if (p.x_scales != nullptr)
-      return invalid(err, "x_scales must be NULL: this kernel takes 16-bit activations");
-    if (p.w_scales != nullptr)
-      return invalid(err, "w_scales must be NULL: per-channel scales on top of group scales are for W4A8 kernels");
-    if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != impl::ActTraits<Act>::kDtype)
-      return invalid(err, "out_dtype = " + s(p.out_dtype) + ": must be DEFAULT (0) or " +
-                              impl::ActTraits<Act>::kName + " (" + s(impl::ActTraits<Act>::kDtype) +
-                              "), the activation dtype");
+    if (const int status = impl::check_weight_only<Act, kZero>(p, 2, err); status != MIXGEMM_OK) return status;
     if (p.split_k < 0) return invalid(err, "split_k = " + s(p.split_k) + ": must be >= 0 (0: automatic)");
     if (p.split_k > p.k / 16 || p.split_k > 65535)
       return invalid(err, "split_k = " + s(p.split_k) + ": must be <= k / 16 (" + s(p.k / 16) +

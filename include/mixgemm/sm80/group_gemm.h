@@ -298,45 +298,20 @@ struct GroupGemm {
   }
 
   static std::string name() {
-    return std::string("sm80g_") + impl::ActTraits<Act>::kName + " " + std::to_string(kTileN) + "x" +
-           std::to_string(kTileM);
+    return std::string("sm80g_") + impl::ActTraits<Act>::kName + "x" + ::mixgemm::decode::impl::weight_name<kWeight, kZero>() +
+           "_t" + std::to_string(kTileN) + "x" + std::to_string(kTileM) + "_w" + std::to_string(16 * kWarpAtoms) + "x" +
+           std::to_string(8 * kWarpTiles) + "_s" + std::to_string(kStages);
   }
 
   static int check(const mixgemm_problem& p, std::string& err) {
     using ::mixgemm::detail::invalid;
     auto s = [](int64_t v) { return std::to_string(v); };
     if (p.m < 1 || p.m > INT_MAX) return invalid(err, "m = " + s(p.m) + ": must be in [1, 2^31)");
-    if (p.n < 1 || p.n > INT_MAX) return invalid(err, "n = " + s(p.n) + ": must be in [1, 2^31)");
-    if (p.k < 1 || p.k > INT_MAX) return invalid(err, "k = " + s(p.k) + ": must be in [1, 2^31)");
-    if (p.n % 16 != 0) return invalid(err, "n = " + s(p.n) + ": must be a multiple of 16 (16-row weight atoms)");
-    if (p.k % 16 != 0) return invalid(err, "k = " + s(p.k) + ": must be a multiple of 16 (16-wide weight atoms)");
     if ((p.m + kTileM - 1) / kTileM > 65535)
       return invalid(err, "m = " + s(p.m) + ": at most 65535 tiles of " + s(kTileM) + " tokens");
-    if (!(p.group_size == p.k || (p.group_size > 0 && p.group_size % 16 == 0 && p.k % p.group_size == 0)))
-      return invalid(err, "group_size = " + s(p.group_size) + ": must equal k (" + s(p.k) +
-                              ") or be a multiple of 16 that divides k");
-    if (::mixgemm::detail::check_aligned(p.x, "x", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
-    if (::mixgemm::detail::check_aligned(p.w, "w", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
-    if (::mixgemm::detail::check_aligned(p.y, "y", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
     // scales and zeros are copied 16 bytes at a time
-    if (::mixgemm::detail::check_aligned(p.scales, "scales", err) != MIXGEMM_OK) return MIXGEMM_INVALID_ARGUMENT;
-    if (kZero) {
-      if (p.zeros == nullptr || reinterpret_cast<uintptr_t>(p.zeros) % 16 != 0)
-        return invalid(err, "zeros must be a non-NULL, 16-byte aligned device pointer (unsigned weights: "
-                            "dequant = q * scale + zero)");
-    } else if (p.zeros != nullptr) {
-      return invalid(err, "zeros must be NULL: signed weights are symmetric (dequant = q * scale)");
-    }
-    // (read one value at a time; 8 bytes as in the decode family, which reads 4 at a time, so that one
-    // bias serves both)
-    if (p.bias != nullptr && reinterpret_cast<uintptr_t>(p.bias) % 8 != 0)
-      return invalid(err, "bias must be 8-byte aligned");
-    if (p.x_scales != nullptr) return invalid(err, "x_scales must be NULL: this kernel takes 16-bit activations");
-    if (p.w_scales != nullptr)
-      return invalid(err, "w_scales must be NULL: per-channel scales on top of group scales are for W4A8 kernels");
-    if (p.out_dtype != MIXGEMM_DTYPE_DEFAULT && p.out_dtype != impl::ActTraits<Act>::kDtype)
-      return invalid(err, "out_dtype = " + s(p.out_dtype) + ": must be DEFAULT (0) or " + impl::ActTraits<Act>::kName +
-                              " (" + s(impl::ActTraits<Act>::kDtype) + "), the activation dtype");
+    if (const int status = ::mixgemm::decode::impl::check_weight_only<Act, kZero>(p, 16, err); status != MIXGEMM_OK)
+      return status;
     if (p.split_k > 1)
       return invalid(err, "split_k = " + s(p.split_k) + ": this kernel does not split K (0 or 1)");
     if (p.split_k < 0) return invalid(err, "split_k = " + s(p.split_k) + ": must be 0 or 1");
